@@ -1,0 +1,13 @@
+"""Sensors and actuators between a patient model and a controller: CGMs and insulin pumps.
+
+Both implement the engine's protocols (:class:`~medtwin.simulate._protocols.Sensor`,
+:class:`~medtwin.simulate._protocols.Pump`) and follow simglucose 0.2.11, whose parameter tables
+ship in ``devices/data/``.
+"""
+
+from __future__ import annotations
+
+from medtwin.devices.cgm import CGMSensor
+from medtwin.devices.pump import InsulinPump
+
+__all__ = ["CGMSensor", "InsulinPump"]

@@ -120,14 +120,14 @@ def _parse_component(text: str, code: str) -> tuple[float, tuple[int, ...]]:
             return _parse_atom(text, code)
         except UnitError:
             pass
-    match = _EXPONENT.match(text)
-    if match and match.group(1) and not text.isdigit():
-        scale, dims = _parse_atom(match.group(1), code)
-        power = int(match.group(2))
-        return scale**power, tuple(d * power for d in dims)
     if text.isdigit() or re.fullmatch(r"10\*-?\d+", text):
         base, _, exp = text.partition("*")
         return (float(base) ** int(exp) if exp else float(text)), (0,) * len(_DIMS)
+    match = _EXPONENT.match(text)
+    if match and match.group(1):
+        scale, dims = _parse_atom(match.group(1), code)
+        power = int(match.group(2))
+        return scale**power, tuple(d * power for d in dims)
     return _parse_atom(text, code)
 
 

@@ -54,8 +54,9 @@ class InsulinPump:
 
     >>> from medtwin.devices import InsulinPump
     >>> pump = InsulinPump.named("Insulet")
-    >>> float(pump.deliver({"insulin": 0.0123456})["insulin"])  # 74.07 pmol/min -> 74.05
-    0.012341666666666668
+    >>> rate = pump.deliver({"insulin": 0.0123456})["insulin"]  # 74.07 pmol/min
+    >>> round(float(rate) * 6000, 9)  # rounded to the 0.05 pmol/min increment
+    74.05
     >>> float(pump.deliver({"insulin": 45.0})["insulin"])  # at most 30 U/min
     30.0
     """

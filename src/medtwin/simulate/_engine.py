@@ -85,6 +85,8 @@ def simulate(
     params, x0:
         Parameters and initial states by name; scalars are broadcast, arrays have length N.
         Missing parameters take their defaults; ``x0=None`` uses the model's initial state.
+        ``x0`` may also carry the model's discrete states, as ``Solution.final_state`` does, so
+        a run continues exactly where another stopped.
     solver:
         :class:`RK4` (default, ``dt=1``) or :class:`Adaptive` (diffrax).
     controller, sensor, pump:
@@ -325,11 +327,12 @@ def _initial_state(
     n: int,
 ) -> dict[str, np.ndarray]:
     names = mdl.state_names()
+    discrete = tuple(s.name for s in mdl.discrete_states)
     if x0 is None:
         computed = mdl.initial_state({k: jnp.asarray(v) for k, v in p.items()})
         x0 = {k: np.asarray(v) for k, v in computed.items()}
     missing = [s for s in names if s not in x0]
-    unknown = sorted(set(x0) - set(names))
+    unknown = sorted(set(x0) - set(names) - set(discrete))
     if missing or unknown:
         raise ParameterError(
             f"x0 must give every state of {type(mdl).__name__}: "
@@ -337,7 +340,7 @@ def _initial_state(
             + (f"{'; ' if missing else ''}unknown {unknown}" if unknown else "")
         )
     out = {}
-    for s in names:
+    for s in (*names, *(d for d in discrete if d in x0)):
         v = np.broadcast_to(np.asarray(x0[s], dtype=float), (n,)).copy()
         if not np.isfinite(v).all():
             i = int(np.flatnonzero(~np.isfinite(v))[0])
@@ -447,8 +450,7 @@ def _assemble(
         values=values,
         units=units,
         patient_ids=ids,
-        final_state=final,
-        final_discrete_state=final_z,
+        final_state=final | final_z,
         time_unit=cls.time_unit,
         model_name=cls.__name__,
     )
@@ -554,7 +556,11 @@ def _build(
     ) -> tuple[dict[str, Array], dict[str, Array], dict[str, Array]]:
         zeros = jnp.zeros_like(x0[cls.states[0].name])
         default_u = mdl.default_inputs(p)
-        z0 = mdl.initial_discrete_state(x0, p)
+        # discrete states given with x0 (continuing a run) override the model's initial ones
+        z0 = mdl.initial_discrete_state(x0, p) | {
+            d.name: x0[d.name] for d in cls.discrete_states if d.name in x0
+        }
+        x0 = {s.name: x0[s.name] for s in cls.states}
 
         def one_period(carry: Any, s: Array) -> tuple[Any, None]:
             x, z, uc, acc = carry

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,8 +19,8 @@ class Solution:
 
     ``values[name]`` is an (N, T) array for each recorded quantity (states, observations, sensor
     readings, and ``<input>_delivered``: the amount of each input delivered in the interval that
-    starts at that time).  ``final_state`` holds every state at the last time, so a simulation can
-    be continued exactly.
+    starts at that time).  ``final_state`` holds every state (and discrete state) at the last time,
+    so passing it as ``x0`` continues the simulation exactly.
     """
 
     t: np.ndarray
@@ -28,7 +28,6 @@ class Solution:
     units: dict[str, str]
     patient_ids: tuple[str, ...]
     final_state: dict[str, np.ndarray]
-    final_discrete_state: dict[str, np.ndarray] = field(default_factory=dict)
     time_unit: str = "min"
     model_name: str = ""
 

@@ -12,6 +12,7 @@ def _ruff_order(name: str) -> tuple[int, str]:
         return (1, name)
     return (2, name)
 
+
 PACKAGES = [
     "medtwin",
     "medtwin.models",
@@ -24,7 +25,9 @@ PACKAGES = [
 @pytest.mark.parametrize("name", PACKAGES)
 def test_all_is_sorted_and_resolves(name):
     mod = importlib.import_module(name)
-    assert list(mod.__all__) == sorted(mod.__all__, key=_ruff_order), f"{name}.__all__ is not sorted"
+    assert list(mod.__all__) == sorted(mod.__all__, key=_ruff_order), (
+        f"{name}.__all__ is not sorted"
+    )
     for attr in mod.__all__:
         assert hasattr(mod, attr), f"{name}.__all__ names missing {attr}"
 

@@ -8,8 +8,24 @@ from medtwin.units import convert, glucose_from_mg_dl, glucose_to_mg_dl, is_unit
 
 @pytest.mark.parametrize(
     "code",
-    ["mg/dL", "mmol/L", "pmol/kg/min", "1/min", "U/h", "[iU]", "mg/dL/U", "g/U", "L/kg", "kg", "1",
-     "%", "mg.L/kg/min/pmol", "{beats}/min", "mm[Hg]", "10*3/uL"],
+    [
+        "mg/dL",
+        "mmol/L",
+        "pmol/kg/min",
+        "1/min",
+        "U/h",
+        "[iU]",
+        "mg/dL/U",
+        "g/U",
+        "L/kg",
+        "kg",
+        "1",
+        "%",
+        "mg.L/kg/min/pmol",
+        "{beats}/min",
+        "mm[Hg]",
+        "10*3/uL",
+    ],
 )
 def test_known_units_parse(code):
     assert is_unit(code)
@@ -35,7 +51,7 @@ def test_rate_and_volume_conversions():
 
 
 def test_incompatible_units_name_both():
-    with pytest.raises(UnitError, match="mg/dL.*U/h"):
+    with pytest.raises(UnitError, match=r"mg/dL.*U/h"):
         convert(1.0, "mg/dL", "U/h")
     with pytest.raises(UnitError, match="molar_mass"):
         convert(1.0, "mg/dL", "mmol/L")

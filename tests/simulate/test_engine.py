@@ -24,8 +24,9 @@ def three():
 
 
 def run(vp, schedule=MEALS, t=DAY, **kw):
-    return simulate(UvaPadova2008, schedule, t, params=vp.params, x0=vp.x0,
-                    patient_ids=vp.names, **kw)
+    return simulate(
+        UvaPadova2008, schedule, t, params=vp.params, x0=vp.x0, patient_ids=vp.names, **kw
+    )
 
 
 def test_basal_only_stays_at_steady_state(three):
@@ -85,8 +86,13 @@ def test_records_states_and_converts_to_pandas_and_xarray(three):
 def test_continuing_from_the_final_state_matches_one_run(three):
     full = run(three, Schedule().meal(60, 45).meal(900, 30), t=np.arange(0, 1441, 5.0))
     first = run(three, Schedule().meal(60, 45), t=np.arange(0, 721, 5.0))
-    second = simulate(UvaPadova2008, Schedule().meal(900, 30), np.arange(720, 1441, 5.0),
-                      params=three.params, x0=first.final_state)
+    second = simulate(
+        UvaPadova2008,
+        Schedule().meal(900, 30),
+        np.arange(720, 1441, 5.0),
+        params=three.params,
+        x0=first.final_state,
+    )
     np.testing.assert_allclose(second["Gsub"], full["Gsub"][:, 144:], rtol=1e-10)
 
 

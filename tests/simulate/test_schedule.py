@@ -65,15 +65,21 @@ def test_unknown_inputs_and_units_are_rejected():
         )
     with pytest.raises(ScheduleError, match="cannot convert"):
         compile_schedules(
-            UvaPadova2008, [Schedule().add(Event(0, "insulin", "rate", 1.0, "mg/dL"))],
-            t0=0.0, n_steps=10, dt=1.0,
+            UvaPadova2008,
+            [Schedule().add(Event(0, "insulin", "rate", 1.0, "mg/dL"))],
+            t0=0.0,
+            n_steps=10,
+            dt=1.0,
         )
 
 
 def test_from_dict_and_repeat():
     s = Schedule.from_dict(
-        {"meals": [[420, 45], {"time": 720, "carbs_g": 70}], "boluses": [[420, 4]],
-         "basal": [[0, 1.0], {"time": 600, "factor": 0.8}]}
+        {
+            "meals": [[420, 45], {"time": 720, "carbs_g": 70}],
+            "boluses": [[420, 4]],
+            "basal": [[0, 1.0], {"time": 600, "factor": 0.8}],
+        }
     ).repeated(3, every=1440)
     assert len(s.events) == 15
     assert max(e.time for e in s.events) == 720 + 2 * 1440

@@ -1,7 +1,7 @@
 """Sensors and actuators between a patient model and a controller: CGMs and insulin pumps.
 
-Both implement the engine's protocols (:class:`~medtwin.simulate._protocols.Sensor`,
-:class:`~medtwin.simulate._protocols.Pump`) and follow simglucose 0.2.11, whose parameter tables
+Both implement the engine's protocols (:class:`~medtwin.simulate.Sensor`,
+:class:`~medtwin.simulate.Pump`) and follow simglucose 0.2.11, whose parameter tables
 ship in ``devices/data/``.
 """
 

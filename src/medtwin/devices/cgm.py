@@ -46,8 +46,7 @@ _WINDOW_MIN = _SEGMENTS * GRID_MIN
 @functools.cache
 def _sensor_table() -> dict[str, dict[str, float]]:
     path = resources.files("medtwin.devices") / "data" / "sensor_params.csv"
-    with path.open("r", encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
     return {r["Name"]: {k: float(v) for k, v in r.items() if k != "Name"} for r in rows}
 
 
@@ -124,7 +123,7 @@ class CGMSensor:
 
     @classmethod
     def named(cls, name: str, *, observation: str = "Gsub") -> CGMSensor:
-        """One of simglucose's sensors: ``"Dexcom"`` (3 min), ``"GuardianRT"`` (5), ``"Navigator"`` (1).
+        """Load a simglucose sensor: ``"Dexcom"``, ``"GuardianRT"`` or ``"Navigator"``.
 
         >>> CGMSensor.named("Navigator").min_mg_dl
         32.0
@@ -150,7 +149,7 @@ class CGMSensor:
 
     @classmethod
     def ideal(cls, sample_time: float = 5.0, *, observation: str = "Gsub") -> CGMSensor:
-        """A sensor without error that reads the true value (clipped at 0 mg/dL only).
+        """Make a sensor without error that reads the true value (clipped at 0 mg/dL only).
 
         >>> import jax
         >>> sensor = CGMSensor.ideal()
@@ -181,7 +180,7 @@ class CGMSensor:
         return 1 + _SEGMENTS * n_windows
 
     def noise(self, key: Any, n_samples: int) -> Array:
-        """The error of ``n_samples`` consecutive readings of one patient, from a JAX PRNG key.
+        """Draw the error of ``n_samples`` consecutive readings of one patient from a JAX PRNG key.
 
         Jit-able with ``n_samples`` static and vmap-able over keys.
         """
@@ -192,7 +191,7 @@ class CGMSensor:
         return self.noise_from_normals(z, n)
 
     def noise_from_normals(self, z: Array, n_samples: int) -> Array:
-        """The error sequence driven by given standard normals, shape (:meth:`n_normals`,).
+        """Compute the error sequence driven by given standard normals, shape (:meth:`n_normals`,).
 
         With ``z = numpy.random.RandomState(seed).randn(sensor.n_normals(n))`` this reproduces
         simglucose's ``CGMSensor.withName(name, seed=seed)`` noise to rounding.
@@ -227,7 +226,7 @@ class CGMSensor:
         return (eps[index] @ weights.T).reshape(-1)[:n]
 
     def read(self, value: Array, noise: Array) -> Array:
-        """The reading: true value plus error, clipped to ``[min_mg_dl, max_mg_dl]``."""
+        """Return the reading: true value plus error, clipped to ``[min_mg_dl, max_mg_dl]``."""
         return jnp.clip(value + noise, self.min_mg_dl, self.max_mg_dl)
 
 

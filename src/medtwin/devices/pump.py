@@ -7,6 +7,10 @@ medtwin controller hands over one total rate per input, so :meth:`InsulinPump.de
 *basal* rounding and limits to that total; compared with rounding the two parts separately the
 delivered rate differs by at most one increment, ``inc_basal_pmol_per_min / 6000`` U/min
 (8.3e-6 U/min for the shipped pumps), as long as neither limit is reached.
+
+A request that lies on half an increment up to floating-point error may round either way: XLA can
+divide by a constant through its reciprocal, so there the delivered rate may differ from
+simglucose's by one increment.
 """
 
 from __future__ import annotations
@@ -32,8 +36,7 @@ U_TO_PMOL = 6000.0
 @functools.cache
 def _pump_table() -> dict[str, dict[str, float]]:
     path = resources.files("medtwin.devices") / "data" / "pump_params.csv"
-    with path.open("r", encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
     return {r["Name"]: {k: float(v) for k, v in r.items() if k != "Name"} for r in rows}
 
 
@@ -88,7 +91,7 @@ class InsulinPump:
 
     @classmethod
     def named(cls, name: str) -> InsulinPump:
-        """One of simglucose's pumps: ``"Insulet"`` or ``"Cozmo"``.
+        """Load a simglucose pump: ``"Insulet"`` or ``"Cozmo"``.
 
         >>> InsulinPump.named("Cozmo").max_basal_u_per_min
         35.0
@@ -111,7 +114,7 @@ class InsulinPump:
 
     @classmethod
     def ideal(cls) -> InsulinPump:
-        """A pump that delivers any non-negative rate exactly (negative requests give 0).
+        """Make a pump that delivers any non-negative rate exactly (negative requests give 0).
 
         >>> float(InsulinPump.ideal().deliver({"insulin": 0.0123456})["insulin"])
         0.0123456

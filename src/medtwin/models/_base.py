@@ -446,7 +446,7 @@ def _check_declaration(cls: type[AbstractModel]) -> None:
         "observations": cls.observations,
         "discrete_states": cls.discrete_states,
     }
-    expected_type = {
+    expected_type: dict[str, type[State | Param | Input | Observation]] = {
         "states": State,
         "params": Param,
         "inputs": Input,
@@ -456,7 +456,10 @@ def _check_declaration(cls: type[AbstractModel]) -> None:
     seen: dict[str, str] = {}
     for group, items in groups.items():
         if not isinstance(items, tuple):
-            raise ModelDefinitionError(f"{where}.{group} must be a tuple, got {type(items).__name__}")
+            raise ModelDefinitionError(
+                f"{where}.{group} must be a tuple, got {type(items).__name__}"
+            )
+        item: State | Param | Input | Observation
         for item in items:
             if not isinstance(item, expected_type[group]):
                 raise ModelDefinitionError(
@@ -493,4 +496,3 @@ def _check_declaration(cls: type[AbstractModel]) -> None:
     roles = [i.role for i in cls.inputs if i.role]
     if len(roles) != len(set(roles)):
         raise ModelDefinitionError(f"{where}: two inputs share a role ({roles})")
-

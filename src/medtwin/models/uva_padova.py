@@ -63,7 +63,13 @@ from medtwin.models._base import (
     State,
 )
 
-__all__ = ["EAT_RATE_G_PER_MIN", "UvaPadova2008", "VirtualPatients", "load_patients", "patient_names"]
+__all__ = [
+    "EAT_RATE_G_PER_MIN",
+    "UvaPadova2008",
+    "VirtualPatients",
+    "load_patients",
+    "patient_names",
+]
 
 EAT_RATE_G_PER_MIN = 5.0
 """How fast an announced meal is eaten (simglucose's ``T1DPatient.EAT_RATE``)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from medtwin.simulate._engine import default_chunk_size, simulate
-from medtwin.simulate._protocols import ControlObservation, Controller, Pump, Sensor
+from medtwin.simulate._protocols import Controller, ControlObservation, Pump, Sensor
 from medtwin.simulate.schedule import CompiledSchedule, Event, Schedule, compile_schedules
 from medtwin.simulate.solution import Solution
 from medtwin.simulate.solvers import RK4, Adaptive, Solver

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -24,7 +26,7 @@ import numpy as np
 
 from medtwin.errors import ConfigurationError, ParameterError, SimulationError
 from medtwin.models._base import AbstractModel, Array, Fixed
-from medtwin.simulate._protocols import ControlObservation, Controller, Pump, Sensor
+from medtwin.simulate._protocols import Controller, ControlObservation, Pump, Sensor
 from medtwin.simulate.schedule import Schedule, as_schedules, compile_schedules
 from medtwin.simulate.solution import Solution
 from medtwin.simulate.solvers import RK4, Adaptive
@@ -35,8 +37,17 @@ _RUNNERS: dict[Any, Callable[..., Any]] = {}
 
 
 def default_chunk_size() -> int:
-    """Patients per compiled call: about 10^4 on a CPU, 10^5 on a GPU."""
-    return 100_000 if jax.default_backend() == "gpu" else 10_000
+    """Patients per compiled call: 10^3 on a CPU (the working set stays in cache), 10^5 on a GPU."""
+    return 100_000 if jax.default_backend() == "gpu" else 1_000
+
+
+def _workers() -> int:
+    """Chunks run at once: one per CPU core on the CPU backend, one on an accelerator."""
+    if jax.default_backend() != "cpu":
+        return 1
+    return max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -170,27 +181,33 @@ def simulate(
     ctrl_arrays = _controller_arrays(controller, n_batch)
 
     runner = _runner(
-        mdl, solver, controller, sensor, pump,
-        tick_steps=tick_steps, n_ticks=n_ticks, ctrl_every=ctrl_every, dt=dt, t0=t0,
-        rec_states=rec_states, rec_obs=rec_obs,
-    )  # fmt: skip
+        mdl,
+        solver,
+        controller,
+        sensor,
+        pump,
+        tick_steps=tick_steps,
+        n_ticks=n_ticks,
+        ctrl_every=ctrl_every,
+        dt=dt,
+        t0=t0,
+        rec_states=rec_states,
+        rec_obs=rec_obs,
+    )
     size = min(chunk_size or default_chunk_size(), n_batch)
     if size < 1:
         raise ConfigurationError(f"chunk_size must be >= 1, got {chunk_size}")
     np_dtype = np.float32 if dtype == "float32" else np.float64
     key = jax.random.PRNGKey(seed)
 
-    pieces: list[dict[str, np.ndarray]] = []
-    starts = range(0, n_batch, size)
-    bar = _progress(len(starts), n_batch, size, progress)
-    for start in starts:
+    def run_chunk(start: int) -> dict[str, np.ndarray]:
         stop = min(start + size, n_batch)
         idx = np.arange(start, start + size).clip(max=n_batch - 1)  # pad with the last patient
 
-        def take(a: np.ndarray, idx: np.ndarray = idx) -> np.ndarray:
+        def take(a: np.ndarray) -> np.ndarray:
             return np.asarray(a[idx] if np.ndim(a) else np.full(idx.size, a), dtype=np_dtype)
 
-        def take_sched(a: np.ndarray, idx: np.ndarray = idx) -> np.ndarray:
+        def take_sched(a: np.ndarray) -> np.ndarray:
             return np.asarray(a[:, idx] if per_patient_schedule else a, dtype=np_dtype)
 
         noise = (
@@ -212,9 +229,19 @@ def simulate(
         piece |= {f"__final__{k}": np.asarray(v)[:m] for k, v in final_x.items()}
         piece |= {f"__finalz__{k}": np.asarray(v)[:m] for k, v in final_z.items()}
         _check_finite(piece, ids[start:stop], t0, tick_steps * dt)
-        pieces.append(piece)
-        if bar is not None:
-            bar.update(m)
+        return piece
+
+    starts = list(range(0, n_batch, size))
+    bar = _progress(len(starts), n_batch, size, progress)
+    pieces: list[dict[str, np.ndarray]] = []
+    # XLA runs one chunk on one core; chunks on the other cores run in threads (the GIL is
+    # released while a compiled call executes).  Results are collected in order.
+    workers = min(len(starts), _workers())
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for piece in pool.map(run_chunk, starts):
+            pieces.append(piece)
+            if bar is not None:
+                bar.update(next(iter(piece.values())).shape[-1])
     if bar is not None:
         bar.close()
 
@@ -259,7 +286,9 @@ def _batch_size(
     for where, mapping in (("params", params), ("x0", x0 or {})):
         for k, v in mapping.items():
             if np.ndim(v) > 1:
-                raise ParameterError(f"{where}[{k!r}] must be a scalar or 1-D, got shape {np.shape(v)}")
+                raise ParameterError(
+                    f"{where}[{k!r}] must be a scalar or 1-D, got shape {np.shape(v)}"
+                )
             if np.ndim(v) == 1:
                 sizes[f"{where}[{k!r}]"] = len(v)
     if len(schedules) > 1:
@@ -403,7 +432,9 @@ def _noise(sensor: Sensor, key: Any, idx: Array, n_samples: int) -> Array:
     return _noise_jit(sensor, key, idx, n_samples)
 
 
-def _check_finite(piece: Mapping[str, np.ndarray], ids: tuple[str, ...], t0: float, tick: float) -> None:
+def _check_finite(
+    piece: Mapping[str, np.ndarray], ids: tuple[str, ...], t0: float, tick: float
+) -> None:
     for name, arr in piece.items():
         if not np.isfinite(arr).all():
             bad = np.argwhere(~np.isfinite(np.atleast_2d(arr)))
@@ -512,13 +543,35 @@ def _runner(
     rec_obs: tuple[str, ...],
 ) -> Callable[..., Any]:
     key = (
-        type(mdl), solver, _signature(controller), _signature(sensor), _signature(pump),
-        tick_steps, n_ticks, ctrl_every, dt, t0, rec_states, rec_obs,
-    )  # fmt: skip
+        type(mdl),
+        solver,
+        _signature(controller),
+        _signature(sensor),
+        _signature(pump),
+        tick_steps,
+        n_ticks,
+        ctrl_every,
+        dt,
+        t0,
+        rec_states,
+        rec_obs,
+    )
     if key not in _RUNNERS:
         _RUNNERS[key] = jax.jit(
-            _build(mdl, solver, controller, sensor, pump, tick_steps, n_ticks, ctrl_every, dt, t0,
-                   rec_states, rec_obs)  # fmt: skip
+            _build(
+                mdl,
+                solver,
+                controller,
+                sensor,
+                pump,
+                tick_steps,
+                n_ticks,
+                ctrl_every,
+                dt,
+                t0,
+                rec_states,
+                rec_obs,
+            )
         )
     return _RUNNERS[key]
 
@@ -607,7 +660,9 @@ def _build(
                         (cs, ann),
                     )
                 uc = uc_new if controller is not None else uc
-            rec = {s: x[s] for s in rec_states} | {o: observations[o].evaluate(x, p) for o in rec_obs}
+            rec = {s: x[s] for s in rec_states} | {
+                o: observations[o].evaluate(x, p) for o in rec_obs
+            }
             if sensor is not None:
                 rec["sensor"] = reading
             acc0 = {i.name: zeros for i in inputs}
@@ -624,12 +679,16 @@ def _build(
         carry0 = (x0, z0, uc0, cs0, ann0, zeros)
         (xf, zf, *_), ys = jax.lax.scan(one_tick, carry0, jnp.arange(n_ticks))
         # append the state at the final time so outputs cover t[0] .. t[-1] inclusive
-        last = {s: xf[s] for s in rec_states} | {o: observations[o].evaluate(xf, p) for o in rec_obs}
+        last = {s: xf[s] for s in rec_states} | {
+            o: observations[o].evaluate(xf, p) for o in rec_obs
+        }
         if sensor is not None:
             final_k = jnp.asarray(n_ticks)
             last_reading = jnp.where(
                 final_k % ctrl_every == 0,
-                sensor.read(sensed.evaluate(xf, p), noise[final_k // ctrl_every]) if sensed else zeros,
+                sensor.read(sensed.evaluate(xf, p), noise[final_k // ctrl_every])
+                if sensed
+                else zeros,
                 ys["sensor"][-1],
             )
             last["sensor"] = last_reading

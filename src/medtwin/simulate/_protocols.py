@@ -50,7 +50,10 @@ class Controller(Protocol):
     control period.
     """
 
-    controls: tuple[str, ...]
+    @property
+    def controls(self) -> tuple[str, ...]:
+        """Names of the model inputs this controller drives."""
+        ...
 
     def arrays(self, n: int) -> dict[str, Array]:
         """Per-patient settings for a batch of ``n`` (length-n arrays or scalars)."""
@@ -74,8 +77,15 @@ class Controller(Protocol):
 class Sensor(Protocol):
     """A sensor that samples one model observation every ``sample_time`` (model time units)."""
 
-    observation: str
-    sample_time: float
+    @property
+    def observation(self) -> str:
+        """Name of the model observation the sensor samples."""
+        ...
+
+    @property
+    def sample_time(self) -> float:
+        """Time between readings, in the model's time unit."""
+        ...
 
     def noise(self, key: Any, n_samples: int) -> Array:
         """Noise sequence of one patient, shape (n_samples,), from a JAX PRNG key."""

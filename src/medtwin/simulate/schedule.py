@@ -244,7 +244,7 @@ def compile_schedules(
                     f"{e.input} event at t={e.time:g} {model.time_unit} lies outside the "
                     f"simulated time [{t0:g}, {t_end:g}) {model.time_unit}; extend t or drop it"
                 )
-            step = int(math.floor((e.time - t0) / dt + 1e-9))
+            step = math.floor((e.time - t0) / dt + 1e-9)
             value = _event_value(model, inp, e, dt)
             if e.kind == "pulse":
                 if inp.kind == "amount":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -39,7 +40,7 @@ def plot_glucose(
     max_traces: int = MAX_TRACES,
     dpi: int = 120,
 ) -> Path:
-    """Draw glucose with the 70-180 mg/dL band, meals and insulin delivered, and save it to ``path``.
+    r"""Draw glucose with the 70-180 mg/dL band, meals and insulin delivered; save to ``path``.
 
     The format follows the suffix of ``path`` (``.png``, ``.pdf``, ``.svg``).
 
@@ -49,11 +50,17 @@ def plot_glucose(
         A simulation of the UVA/Padova model (or any model with a glucose observation in mg/dL).
     schedule:
         The schedule that was simulated, for the meal markers; ``None`` takes the meals from the
-        solution's ``cho_delivered`` record instead.
+        solution's ``cho_announced`` record instead.
+    path:
+        Where to write the figure; the format follows the suffix.
     observation:
         The glucose quantity to draw (``"Gsub"``, ``"Gplasma"`` or ``"sensor"``).
     max_traces:
         Up to this many patients each trace is drawn; beyond it the median and 5-95% band.
+    title:
+        The figure's title (default: the model and the number of patients).
+    dpi:
+        Resolution of a raster image.
 
     Returns
     -------
@@ -69,12 +76,15 @@ def plot_glucose(
     >>> s = Schedule().meal(60, 50)
     >>> sol = simulate(UvaPadova2008, s, np.arange(0, 241, 5.0), params=vp.params, x0=vp.x0)
     >>> out = plot_glucose(sol, s, pathlib.Path(tempfile.mkdtemp()) / "g.png")
-    >>> out.read_bytes()[:4] == b"\\x89PNG"
+    >>> out.read_bytes()[:4] == b"\x89PNG"
     True
+
     """
     path = Path(path)
     if not path.suffix:
-        raise ConfigurationError(f"plot path {str(path)!r} needs a suffix such as .png, .pdf or .svg")
+        raise ConfigurationError(
+            f"plot path {str(path)!r} needs a suffix such as .png, .pdf or .svg"
+        )
     fig = glucose_figure(
         solution, schedule, observation=observation, title=title, max_traces=max_traces
     )
@@ -86,7 +96,7 @@ def plot_glucose(
 
 
 def png_bytes(fig: Figure, *, dpi: int = 120) -> bytes:
-    """The figure as PNG bytes (for embedding in an HTML report)."""
+    """Render the figure as PNG bytes (for embedding in an HTML report)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
@@ -175,7 +185,7 @@ def _draw_series(
     color: str,
     step: bool = False,
 ) -> None:
-    where = "post" if step else None
+    where: Literal["post"] | None = "post" if step else None
     if many:
         lo, med, hi = np.percentile(values, [5.0, 50.0, 95.0], axis=0)
         ax.fill_between(hours, lo, hi, color=color, alpha=0.25, lw=0, step=where, label="5-95%")
@@ -204,9 +214,9 @@ def _meal_times(
                 if e.input in ("meal", "cho") and e.kind == "pulse":
                     meals.setdefault(e.time / scale, e.value)
         return sorted(meals.items())
-    if "cho_delivered" not in solution:
+    if "cho_announced" not in solution:
         return []
-    cho = np.asarray(solution["cho_delivered"], dtype=float)
+    cho = np.asarray(solution["cho_announced"], dtype=float)
     total = np.median(cho, axis=0) if cho.shape[0] > 1 else cho[0]
     return [(float(hours[i]), float(total[i])) for i in np.flatnonzero(total > 0)]
 

@@ -42,7 +42,7 @@ def test_meals_raise_glucose_and_insulin_lowers_it(three):
     bolus = run(three, MEALS.bolus(60, 4.0).bolus(360, 6.0))
     assert (no_bolus["Gsub"].max(axis=1) > no_bolus["Gsub"][:, 0] + 30).all()
     assert (bolus["Gsub"].max(axis=1) < no_bolus["Gsub"].max(axis=1)).all()
-    assert no_bolus["cho_delivered"].sum(axis=1) == pytest.approx([115.0] * 3)
+    assert no_bolus["cho_announced"].sum(axis=1) == pytest.approx([115.0] * 3)
 
 
 def test_chunking_does_not_change_the_result(three):

@@ -69,9 +69,9 @@ class LogNormal:
         if not (self.sigma > 0 and math.isfinite(self.sigma)):
             raise ModelDefinitionError(f"LogNormal sigma must be > 0, got {self.sigma!r}")
 
-    def contains(self, value: float) -> bool:
-        """Whether ``value`` lies in the support."""
-        return value > 0 and math.isfinite(value)
+    def contains(self, value: Any) -> Any:
+        """Whether ``value`` (a number or an array) lies in the support."""
+        return np.isfinite(value) & (np.asarray(value) > 0)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Draw ``n`` values."""
@@ -98,9 +98,10 @@ class Normal:
         if not self.low < self.high:
             raise ModelDefinitionError(f"Normal bounds must satisfy low < high, got {self}")
 
-    def contains(self, value: float) -> bool:
-        """Whether ``value`` lies in the support."""
-        return self.low <= value <= self.high and math.isfinite(value)
+    def contains(self, value: Any) -> Any:
+        """Whether ``value`` (a number or an array) lies in the support."""
+        v = np.asarray(value)
+        return np.isfinite(v) & (v >= self.low) & (v <= self.high)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Draw ``n`` values (rejection for the truncation)."""
@@ -128,9 +129,10 @@ class Uniform:
         if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
             raise ModelDefinitionError(f"Uniform needs finite low < high, got {self}")
 
-    def contains(self, value: float) -> bool:
-        """Whether ``value`` lies in the support."""
-        return self.low <= value <= self.high
+    def contains(self, value: Any) -> Any:
+        """Whether ``value`` (a number or an array) lies in the support."""
+        v = np.asarray(value)
+        return (v >= self.low) & (v <= self.high)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Draw ``n`` values."""
@@ -148,9 +150,9 @@ class Fixed:
 
     value: float
 
-    def contains(self, value: float) -> bool:
-        """Whether ``value`` equals the fixed value."""
-        return value == self.value
+    def contains(self, value: Any) -> Any:
+        """Whether ``value`` (a number or an array) equals the fixed value."""
+        return np.asarray(value) == self.value
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Return ``n`` copies of the value."""
@@ -483,7 +485,7 @@ def _check_declaration(cls: type[AbstractModel]) -> None:
     for p in cls.params:
         if not math.isfinite(p.default):
             raise ModelDefinitionError(f"{where}.{p.name}: default {p.default!r} is not finite")
-        if p.prior is not None and not p.prior.contains(p.default):
+        if p.prior is not None and not bool(p.prior.contains(p.default)):
             raise ModelDefinitionError(
                 f"{where}.{p.name}: default {p.default!r} lies outside its prior {p.prior}"
             )

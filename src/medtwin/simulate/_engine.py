@@ -108,7 +108,9 @@ def simulate(
         Seed of the sensor noise; patient i's noise comes from ``fold_in(seed, i)``.
     record:
         Names to record: states and observations, or ``"all"``.  Default: every observation,
-        the sensor reading and the delivered inputs.
+        the sensor reading, and per output interval the amount of every input: rate inputs as
+        ``<input>_delivered`` (insulin given, U), amount inputs as ``<input>_announced``
+        (carbohydrate announced, g; the model eats it at its own pace).
     dtype:
         ``"float64"`` (default) or ``"float32"`` for throughput.
 
@@ -338,7 +340,7 @@ def _full_params(
             )
         prior = decl.prior
         if prior is not None and not isinstance(prior, Fixed):
-            outside = ~np.vectorize(prior.contains, otypes=[bool])(value)
+            outside = ~np.asarray(prior.contains(value), dtype=bool)
             if outside.any():
                 i = int(np.flatnonzero(outside)[0])
                 raise ParameterError(
@@ -463,12 +465,12 @@ def _assemble(
     for name, arr in merged.items():
         if name.startswith("__"):
             continue
-        if name.endswith("_delivered"):
-            # amount delivered per tick -> per output interval; the last time has no interval
+        if name.endswith(("_delivered", "_announced")):
+            # amount per tick -> per output interval; the last time has no interval
             ticks = arr.shape[0]
             summed = arr.reshape(ticks // out_every, out_every, -1).sum(axis=1)
             arr = np.concatenate([summed, np.zeros((1, summed.shape[1]))], axis=0)
-            inp = cls.input_for(name[: -len("_delivered")])
+            inp = cls.input_for(name.rsplit("_", 1)[0])
             units[name] = _integral_unit(inp.unit, inp.kind, cls.time_unit)
         else:
             arr = arr[::out_every]
@@ -669,7 +671,8 @@ def _build(
             steps = k * tick_steps + jnp.arange(tick_steps)
             (x, z, uc, acc), _ = jax.lax.scan(one_period, (x, z, uc, acc0), steps)
             for i in inputs:
-                rec[f"{i.name}_delivered"] = acc[i.name]
+                suffix = "announced" if i.kind == "amount" else "delivered"
+                rec[f"{i.name}_{suffix}"] = acc[i.name]
             ann = {name: ann[name] + acc[name] for name in amount_inputs}
             return (x, z, uc, cs, ann, reading), rec
 
@@ -694,7 +697,7 @@ def _build(
             last["sensor"] = last_reading
         out = {}
         for name, arr in ys.items():
-            if name.endswith("_delivered"):
+            if name.endswith(("_delivered", "_announced")):
                 out[name] = arr
             else:
                 out[name] = jnp.concatenate([arr, last[name][None]], axis=0)

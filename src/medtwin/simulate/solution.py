@@ -18,8 +18,8 @@ class Solution:
     """Trajectories of N patients on T output times.
 
     ``values[name]`` is an (N, T) array for each recorded quantity (states, observations, sensor
-    readings, and ``<input>_delivered``: the amount of each input delivered in the interval that
-    starts at that time).  ``final_state`` holds every state (and discrete state) at the last time,
+    readings, ``<input>_delivered`` for rate inputs and ``<input>_announced`` for amount inputs:
+    the amount given in the interval that starts at that time).  ``final_state`` holds every state (and discrete state) at the last time,
     so passing it as ``x0`` continues the simulation exactly.
     """
 

@@ -19,8 +19,9 @@ class Solution:
 
     ``values[name]`` is an (N, T) array for each recorded quantity (states, observations, sensor
     readings, ``<input>_delivered`` for rate inputs and ``<input>_announced`` for amount inputs:
-    the amount given in the interval that starts at that time).  ``final_state`` holds every state (and discrete state) at the last time,
-    so passing it as ``x0`` continues the simulation exactly.
+    the amount given in the interval that starts at that time).  ``final_state`` holds every
+    state (and discrete state) at the last time, so passing it as ``x0`` continues the simulation
+    exactly.
     """
 
     t: np.ndarray

@@ -1,4 +1,4 @@
-"""Process-wide JAX settings: float64 by default and a persistent compilation cache.
+"""Process-wide JAX settings: float64, a persistent compilation cache, wide CPU vectors.
 
 Imported by ``medtwin/__init__`` before anything touches JAX.  The compilation cache lives in a
 per-user folder (``$MEDTWIN_CACHE_DIR``, else ``$XDG_CACHE_HOME/medtwin/jax``, else
@@ -25,6 +25,12 @@ def cache_dir() -> Path:
 
 
 def _configure() -> None:
+    # Wide vectors for XLA's CPU loops: the engine's fused loops run ~20% faster with 512-bit
+    # vectors where the CPU has AVX-512 (LLVM ignores the preference where it has not).  Read
+    # when the CPU backend starts, so it must be set before first use; a user's setting wins.
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_prefer_vector_width" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_prefer_vector_width=512".strip()
     jax.config.update("jax_enable_x64", True)
     if os.environ.get("MEDTWIN_DISABLE_COMPILATION_CACHE"):
         return

@@ -15,7 +15,8 @@ def model(request):
 
 
 def _batch(model, n=4, seed=0):
-    return {k: jnp.asarray(v) for k, v in type(model).sample_params(n, seed).items()}
+    p = {k: jnp.asarray(v) for k, v in type(model).sample_params(n, seed).items()}
+    return model.with_derived(p)
 
 
 def test_declaration_is_documented(model):
@@ -62,6 +63,7 @@ def test_rhs_is_jittable_and_differentiable(model):
     def f(theta):
         q = dict(p)
         q[first_param] = theta
+        q = model.with_derived(q)
         u_eff, _ = model.discrete_update(0.0, x, z, q, u)
         return sum(jnp.sum(v) for v in model.rhs(0.0, x, q, u_eff).values())
 

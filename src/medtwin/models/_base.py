@@ -327,6 +327,19 @@ class AbstractModel:
         """
         return dict(u), dict(z)
 
+    def derived(self, p: Mapping[str, Array]) -> dict[str, Array]:
+        """Quantities that depend on parameters only, computed once before the time loop.
+
+        ``rhs``, ``discrete_update`` and observations receive ``p`` merged with these (see
+        :meth:`with_derived`), so a model can name a micro-constant once instead of recomputing
+        it in every stage of every step.  The default derives nothing.
+        """
+        return {}
+
+    def with_derived(self, p: Mapping[str, Array]) -> dict[str, Array]:
+        """``p`` plus :meth:`derived` quantities: what ``rhs`` is called with."""
+        return {**p, **self.derived(p)}
+
     def default_inputs(self, p: Mapping[str, Array]) -> dict[str, Array]:
         """Baseline value of every input when a schedule sets none (zero unless overridden)."""
         return {i.name: jnp.zeros_like(next(iter(p.values()))) for i in self.inputs}

@@ -211,6 +211,18 @@ class UvaPadova2008(AbstractModel):
             "is_eating": zero,
         }
 
+    def derived(self, p: Mapping[str, Array]) -> dict[str, Array]:
+        """Parameter combinations used in every step, computed once per simulation."""
+        return {
+            "u_to_pmol_per_kg": _U_TO_PMOL / p["BW"],
+            "kgut_half_range": (p["kmax"] - p["kmin"]) / 2.0,
+            "ra_per_qgut": p["f"] * p["kabs"] / p["BW"],
+            "inv_Vi": 1.0 / p["Vi"],
+            "m2_m4": p["m2"] + p["m4"],
+            "m1_m30": p["m1"] + p["m30"],
+            "ka1_kd": p["ka1"] + p["kd"],
+        }
+
     def discrete_update(
         self,
         t: Array,
@@ -219,7 +231,11 @@ class UvaPadova2008(AbstractModel):
         p: Mapping[str, Array],
         u: Mapping[str, Array],
     ) -> tuple[dict[str, Array], dict[str, Array]]:
-        """Turn announced carbohydrate into an eating rate (simglucose ``T1DPatient.step``)."""
+        """Turn announced carbohydrate into an eating rate (simglucose ``T1DPatient.step``).
+
+        Also evaluates, once per minute, the meal-size terms of the gastric-emptying rate
+        (``D``, ``a``, ``c``), which stay constant within the minute.
+        """
         planned = z["planned_meal"] + u["cho"]
         to_eat = jnp.where(planned > 0, jnp.minimum(EAT_RATE_G_PER_MIN, planned), 0.0)
         planned = jnp.maximum(planned - to_eat, 0.0)
@@ -236,7 +252,18 @@ class UvaPadova2008(AbstractModel):
             "last_cho": to_eat,
             "is_eating": eating,
         }
-        u_eff = {"cho": to_eat, "insulin": u["insulin"], "dbar": last_qsto + eaten * 1000.0}
+        dbar = last_qsto + eaten * 1000.0  # mg; simglucose issue #41 fixed the g -> mg factor
+        has_meal = dbar > 0
+        safe = jnp.where(has_meal, dbar, 1.0)
+        u_eff = {
+            "cho": to_eat,
+            "insulin": u["insulin"],
+            "has_meal": has_meal,
+            "a": 5.0 / (2.0 * safe * (1.0 - p["b"])),
+            "c": 5.0 / (2.0 * safe * p["d"]),
+            "bD": p["b"] * safe,
+            "dD": p["d"] * safe,
+        }
         return u_eff, z_new
 
     def rhs(
@@ -246,51 +273,46 @@ class UvaPadova2008(AbstractModel):
         p: Mapping[str, Array],
         u: Mapping[str, Array],
     ) -> dict[str, Array]:
-        """The 13 derivatives (per minute); ``u`` holds cho (g/min), insulin (U/min), dbar (mg)."""
-        d = u["cho"] * 1000.0  # g/min -> mg/min
-        ins = u["insulin"] * _U_TO_PMOL / p["BW"]  # U/min -> pmol/kg/min
-        dbar = u["dbar"]
+        """The 13 derivatives (per minute).
+
+        ``u`` comes from :meth:`discrete_update`: cho (g/min eaten), insulin (U/min) and the
+        meal-size terms of kgut; ``p`` includes :meth:`derived`.
+        """
         qsto1, qsto2, qgut = x["Qsto1"], x["Qsto2"], x["Qgut"]
         gp, gt, ip, xx = x["Gp"], x["Gt"], x["Ip"], x["X"]
         i1, id_, il, isc1, isc2, gs = x["I1"], x["Id"], x["Il"], x["Isc1"], x["Isc2"], x["Gs"]
-        kmax, kmin = p["kmax"], p["kmin"]
+        kmax = p["kmax"]
 
         qsto = qsto1 + qsto2
-        has_meal = dbar > 0
-        safe_dbar = jnp.where(has_meal, dbar, 1.0)
-        aa = 5.0 / (2.0 * safe_dbar * (1.0 - p["b"]))
-        cc = 5.0 / (2.0 * safe_dbar * p["d"])
-        kgut_meal = kmin + (kmax - kmin) / 2.0 * (
-            jnp.tanh(aa * (qsto - p["b"] * safe_dbar))
-            - jnp.tanh(cc * (qsto - p["d"] * safe_dbar))
-            + 2.0
+        kgut_meal = p["kmin"] + p["kgut_half_range"] * (
+            jnp.tanh(u["a"] * (qsto - u["bD"])) - jnp.tanh(u["c"] * (qsto - u["dD"])) + 2.0
         )
-        kgut = jnp.where(has_meal, kgut_meal, kmax)
+        kgut = jnp.where(u["has_meal"], kgut_meal, kmax)
 
-        rat = p["f"] * p["kabs"] * qgut / p["BW"]
+        rat = p["ra_per_qgut"] * qgut
         egp = jnp.maximum(p["kp1"] - p["kp2"] * gp - p["kp3"] * id_, 0.0)
         et = jnp.where(gp > p["ke2"], p["ke1"] * (gp - p["ke2"]), 0.0)
         uidt = (p["Vm0"] + p["Vmx"] * xx) * gt / (p["Km0"] + gt)
-        it = ip / p["Vi"]
+        it = ip * p["inv_Vi"]
 
         def nonneg(state: Array, rate: Array) -> Array:
             return jnp.where(state >= 0, rate, 0.0)
 
         return {
-            "Qsto1": -kmax * qsto1 + d,
+            "Qsto1": -kmax * qsto1 + u["cho"] * 1000.0,  # g/min -> mg/min
             "Qsto2": kmax * qsto1 - qsto2 * kgut,
             "Qgut": kgut * qsto2 - p["kabs"] * qgut,
             "Gp": nonneg(gp, egp + rat - p["Fsnc"] - et - p["k1"] * gp + p["k2"] * gt),
             "Gt": nonneg(gt, -uidt + p["k1"] * gp - p["k2"] * gt),
             "Ip": nonneg(
-                ip,
-                -(p["m2"] + p["m4"]) * ip + p["m1"] * il + p["ka1"] * isc1 + p["ka2"] * isc2,
+                ip, -p["m2_m4"] * ip + p["m1"] * il + p["ka1"] * isc1 + p["ka2"] * isc2
             ),
             "X": -p["p2u"] * xx + p["p2u"] * (it - p["Ib"]),
             "I1": -p["ki"] * (i1 - it),
             "Id": -p["ki"] * (id_ - i1),
-            "Il": nonneg(il, -(p["m1"] + p["m30"]) * il + p["m2"] * ip),
-            "Isc1": nonneg(isc1, ins - (p["ka1"] + p["kd"]) * isc1),
+            "Il": nonneg(il, -p["m1_m30"] * il + p["m2"] * ip),
+            # insulin U/min -> pmol/kg/min
+            "Isc1": nonneg(isc1, u["insulin"] * p["u_to_pmol_per_kg"] - p["ka1_kd"] * isc1),
             "Isc2": nonneg(isc2, p["kd"] * isc1 - p["ka2"] * isc2),
             "Gs": nonneg(gs, -p["ksc"] * gs + p["ksc"] * gp),
         }

@@ -182,27 +182,18 @@ def simulate(
     rec_states, rec_obs = _record_names(cls, record)
     ctrl_arrays = _controller_arrays(controller, n_batch)
 
-    runner = _runner(
-        mdl,
-        solver,
-        controller,
-        sensor,
-        pump,
-        tick_steps=tick_steps,
-        n_ticks=n_ticks,
-        ctrl_every=ctrl_every,
-        dt=dt,
-        t0=t0,
-        rec_states=rec_states,
-        rec_obs=rec_obs,
-    )
+    loop = _Loop(tick_steps, n_ticks, ctrl_every, out_every, dt, t0, rec_states, rec_obs)
+    runner = _runner(mdl, solver, controller, sensor, pump, loop)
     size = min(chunk_size or default_chunk_size(), n_batch)
     if size < 1:
         raise ConfigurationError(f"chunk_size must be >= 1, got {chunk_size}")
     np_dtype = np.float32 if dtype == "float32" else np.float64
     key = jax.random.PRNGKey(seed)
 
-    def run_chunk(start: int) -> dict[str, np.ndarray]:
+    values: dict[str, np.ndarray] = {}
+    final: dict[str, np.ndarray] = {}
+
+    def run_chunk(start: int) -> int:
         stop = min(start + size, n_batch)
         idx = np.arange(start, start + size).clip(max=n_batch - 1)  # pad with the last patient
 
@@ -217,7 +208,7 @@ def simulate(
             if sensor is None
             else np.asarray(_noise(sensor, key, jnp.asarray(idx), n_samples), dtype=np_dtype)
         )
-        ys, final_x, final_z = runner(
+        ys, final_x = runner(
             {k: take(v) for k, v in x0_full.items()},
             {k: take(v) for k, v in p_full.items()},
             {k: take_sched(v) for k, v in compiled.base_abs.items()},
@@ -227,28 +218,42 @@ def simulate(
             {k: (take(v) if np.ndim(v) else v) for k, v in ctrl_arrays.items()},
         )
         m = stop - start
-        piece = {k: np.asarray(v)[:, :m] for k, v in ys.items()}
-        piece |= {f"__final__{k}": np.asarray(v)[:m] for k, v in final_x.items()}
-        piece |= {f"__finalz__{k}": np.asarray(v)[:m] for k, v in final_z.items()}
-        _check_finite(piece, ids[start:stop], t0, tick_steps * dt)
-        return piece
+        chunk_ids = ids[start:stop]
+        for name, arr in ys.items():
+            arr = np.asarray(arr)[:m]
+            _check_finite(name, arr, chunk_ids, t_out)
+            values[name][start:stop] = arr
+        for name, arr in final_x.items():
+            arr = np.asarray(arr)[:m]
+            _check_finite(f"final {name}", arr, chunk_ids, t_out)
+            final[name][start:stop] = arr
+        return m
 
+    out_shapes, final_names = _output_layout(cls, sensor, rec_states, rec_obs)
+    for name in out_shapes:
+        values[name] = np.empty((n_batch, t_out.size), dtype=np_dtype)
+    for name in final_names:
+        final[name] = np.empty(n_batch, dtype=np_dtype)
     starts = list(range(0, n_batch, size))
     bar = _progress(len(starts), n_batch, size, progress)
-    pieces: list[dict[str, np.ndarray]] = []
     # XLA runs one chunk on one core; chunks on the other cores run in threads (the GIL is
-    # released while a compiled call executes).  Results are collected in order.
+    # released while a compiled call executes).  Each chunk writes its own rows of the output.
     workers = min(len(starts), _workers())
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for piece in pool.map(run_chunk, starts):
-            pieces.append(piece)
+        for m in pool.map(run_chunk, starts):
             if bar is not None:
-                bar.update(next(iter(piece.values())).shape[-1])
+                bar.update(m)
     if bar is not None:
         bar.close()
-
-    merged = {k: np.concatenate([pc[k] for pc in pieces], axis=-1) for k in pieces[0]}
-    return _assemble(cls, merged, t_out, ids, out_every, sensor)
+    return Solution(
+        t=t_out,
+        values=values,
+        units=out_shapes,
+        patient_ids=ids,
+        final_state=final,
+        time_unit=cls.time_unit,
+        model_name=cls.__name__,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,59 +439,32 @@ def _noise(sensor: Sensor, key: Any, idx: Array, n_samples: int) -> Array:
     return _noise_jit(sensor, key, idx, n_samples)
 
 
-def _check_finite(
-    piece: Mapping[str, np.ndarray], ids: tuple[str, ...], t0: float, tick: float
-) -> None:
-    for name, arr in piece.items():
-        if not np.isfinite(arr).all():
-            bad = np.argwhere(~np.isfinite(np.atleast_2d(arr)))
-            row, col = (int(bad[0][0]), int(bad[0][1])) if arr.ndim == 2 else (0, int(bad[0][1]))
-            label = name.replace("__final__", "final ").replace("__finalz__", "final ")
-            when = f" at t={t0 + row * tick:g}" if arr.ndim == 2 else ""
-            raise SimulationError(
-                f"{label} became non-finite for patient {ids[col]}{when}; check its parameters "
-                "and schedule, or use a smaller solver step (RK4(substeps=...))"
-            )
+def _check_finite(name: str, arr: np.ndarray, ids: tuple[str, ...], t: np.ndarray) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        when = f" at t={t[where[1]]:g}" if arr.ndim == 2 else ""
+        raise SimulationError(
+            f"{name} became non-finite for patient {ids[where[0]]}{when}; check its parameters "
+            "and schedule, or use a smaller solver step (RK4(substeps=...))"
+        )
 
 
-def _assemble(
+def _output_layout(
     cls: type[AbstractModel],
-    merged: dict[str, np.ndarray],
-    t_out: np.ndarray,
-    ids: tuple[str, ...],
-    out_every: int,
     sensor: Sensor | None,
-) -> Solution:
-    values: dict[str, np.ndarray] = {}
-    units: dict[str, str] = {}
-    final = {k[len("__final__") :]: v for k, v in merged.items() if k.startswith("__final__")}
-    final_z = {k[len("__finalz__") :]: v for k, v in merged.items() if k.startswith("__finalz__")}
+    rec_states: tuple[str, ...],
+    rec_obs: tuple[str, ...],
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Recorded names with their units, and the names of the final (discrete) states."""
     unit_of = {s.name: s.unit for s in cls.states} | {o.name: o.unit for o in cls.observations}
-    for name, arr in merged.items():
-        if name.startswith("__"):
-            continue
-        if name.endswith(("_delivered", "_announced")):
-            # amount per tick -> per output interval; the last time has no interval
-            ticks = arr.shape[0]
-            summed = arr.reshape(ticks // out_every, out_every, -1).sum(axis=1)
-            arr = np.concatenate([summed, np.zeros((1, summed.shape[1]))], axis=0)
-            inp = cls.input_for(name.rsplit("_", 1)[0])
-            units[name] = _integral_unit(inp.unit, inp.kind, cls.time_unit)
-        else:
-            arr = arr[::out_every]
-            units[name] = unit_of.get(name, "")
-        values[name] = np.ascontiguousarray(arr.T)
+    units = {name: unit_of[name] for name in (*rec_states, *rec_obs)}
     if sensor is not None:
         units["sensor"] = unit_of[sensor.observation]
-    return Solution(
-        t=t_out,
-        values=values,
-        units=units,
-        patient_ids=ids,
-        final_state=final | final_z,
-        time_unit=cls.time_unit,
-        model_name=cls.__name__,
-    )
+    for i in cls.inputs:
+        suffix = "announced" if i.kind == "amount" else "delivered"
+        units[f"{i.name}_{suffix}"] = _integral_unit(i.unit, i.kind, cls.time_unit)
+    return units, (*cls.state_names(), *(d.name for d in cls.discrete_states))
 
 
 def _integral_unit(unit: str, kind: str, time_unit: str) -> str:
@@ -529,20 +507,27 @@ def _signature_value(v: Any) -> Any:
     return v
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Loop:
+    """The static shape of a compiled loop (part of the compilation key)."""
+
+    tick_steps: int
+    n_ticks: int
+    ctrl_every: int
+    out_every: int
+    dt: float
+    t0: float
+    rec_states: tuple[str, ...]
+    rec_obs: tuple[str, ...]
+
+
 def _runner(
     mdl: AbstractModel,
     solver: RK4 | Adaptive,
     controller: Controller | None,
     sensor: Sensor | None,
     pump: Pump | None,
-    *,
-    tick_steps: int,
-    n_ticks: int,
-    ctrl_every: int,
-    dt: float,
-    t0: float,
-    rec_states: tuple[str, ...],
-    rec_obs: tuple[str, ...],
+    loop: _Loop,
 ) -> Callable[..., Any]:
     key = (
         type(mdl),
@@ -550,31 +535,10 @@ def _runner(
         _signature(controller),
         _signature(sensor),
         _signature(pump),
-        tick_steps,
-        n_ticks,
-        ctrl_every,
-        dt,
-        t0,
-        rec_states,
-        rec_obs,
+        loop,
     )
     if key not in _RUNNERS:
-        _RUNNERS[key] = jax.jit(
-            _build(
-                mdl,
-                solver,
-                controller,
-                sensor,
-                pump,
-                tick_steps,
-                n_ticks,
-                ctrl_every,
-                dt,
-                t0,
-                rec_states,
-                rec_obs,
-            )
-        )
+        _RUNNERS[key] = jax.jit(_build(mdl, solver, controller, sensor, pump, loop))
     return _RUNNERS[key]
 
 
@@ -584,14 +548,16 @@ def _build(
     controller: Controller | None,
     sensor: Sensor | None,
     pump: Pump | None,
-    tick_steps: int,
-    n_ticks: int,
-    ctrl_every: int,
-    dt: float,
-    t0: float,
-    rec_states: tuple[str, ...],
-    rec_obs: tuple[str, ...],
+    loop: _Loop,
 ) -> Callable[..., Any]:
+    tick_steps, n_ticks, ctrl_every, dt, t0 = (
+        loop.tick_steps,
+        loop.n_ticks,
+        loop.ctrl_every,
+        loop.dt,
+        loop.t0,
+    )
+    rec_states, rec_obs = loop.rec_states, loop.rec_obs
     cls = type(mdl)
     inputs = cls.inputs
     controlled = tuple(controller.controls) if controller is not None else ()
@@ -608,8 +574,9 @@ def _build(
         pulse: dict[str, Array],
         noise: Array,
         carrays: dict[str, Array],
-    ) -> tuple[dict[str, Array], dict[str, Array], dict[str, Array]]:
+    ) -> tuple[dict[str, Array], dict[str, Array]]:
         zeros = jnp.zeros_like(x0[cls.states[0].name])
+        p = mdl.with_derived(p)  # parameter-only terms leave the time loop
         default_u = mdl.default_inputs(p)
         # discrete states given with x0 (continuing a run) override the model's initial ones
         z0 = mdl.initial_discrete_state(x0, p) | {
@@ -695,12 +662,14 @@ def _build(
                 ys["sensor"][-1],
             )
             last["sensor"] = last_reading
+        # (ticks, N) -> (N, T): sample every out_every ticks; amounts summed per output interval
         out = {}
+        every = loop.out_every
         for name, arr in ys.items():
             if name.endswith(("_delivered", "_announced")):
-                out[name] = arr
+                summed = arr.reshape(n_ticks // every, every, -1).sum(axis=1)
+                out[name] = jnp.concatenate([summed, jnp.zeros_like(summed[:1])], axis=0).T
             else:
-                out[name] = jnp.concatenate([arr, last[name][None]], axis=0)
-        return out, xf, zf
-
+                out[name] = jnp.concatenate([arr[::every], last[name][None]], axis=0).T
+        return out, xf | zf
     return run

@@ -209,7 +209,7 @@ def main() -> None:
 
     for closed in (False, True):
         for n in sizes:
-            r = throughput(n, closed, repeats=1 if n >= 100_000 else 3)
+            r = throughput(n, closed, repeats=2 if n >= 100_000 else 5)
             result["throughput"].append(r)
             label = f"{'closed' if closed else 'open'} loop, N={n:,}"
             target = ""

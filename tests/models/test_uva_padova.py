@@ -60,8 +60,13 @@ def test_the_reference_covers_every_patient_and_scenario(scenarios, reference):
 
 @pytest.mark.parametrize(
     "name",
-    ["basal_only", "meals_no_bolus", "meals_with_bolus", "correction_bolus",
-     "basal_bolus_controller"],
+    [
+        "basal_only",
+        "meals_no_bolus",
+        "meals_with_bolus",
+        "correction_bolus",
+        "basal_bolus_controller",
+    ],
 )
 def test_subcutaneous_glucose_matches_simglucose(name, scenarios, reference):
     spec = scenarios["scenarios"][name]
@@ -75,8 +80,15 @@ def test_subcutaneous_glucose_matches_simglucose(name, scenarios, reference):
             "pump": InsulinPump.named(ctl["pump"]),
         }
     t = np.arange(0, scenarios["duration_min"] + 1, scenarios["output_every_min"], dtype=float)
-    sol = simulate(UvaPadova2008, _schedules(spec, vp), t, params=vp.params, x0=vp.x0,
-                   patient_ids=vp.names, **kw)
+    sol = simulate(
+        UvaPadova2008,
+        _schedules(spec, vp),
+        t,
+        params=vp.params,
+        x0=vp.x0,
+        patient_ids=vp.names,
+        **kw,
+    )
     ref = (
         reference[reference.scenario == name]
         .pivot(index="patient", columns="t_min", values="bg_mg_dl")
@@ -105,8 +117,14 @@ def test_initial_state_is_simglucose_steady_state():
 
 def test_meals_are_eaten_at_five_grams_per_minute():
     vp = load_patients("adult#001")
-    sol = simulate(UvaPadova2008, Schedule().meal(0, 23), np.arange(0, 11, 1.0),
-                   params=vp.params, x0=vp.x0, record=["Qsto1"])
+    sol = simulate(
+        UvaPadova2008,
+        Schedule().meal(0, 23),
+        np.arange(0, 11, 1.0),
+        params=vp.params,
+        x0=vp.x0,
+        record=["Qsto1"],
+    )
     # 23 g: 5 g/min for four minutes, then 3 g; the stomach fills with 5000 mg/min less emptying
     assert sol.final_state["planned_meal"][0] == 0.0
     assert sol.final_state["last_foodtaken"][0] == pytest.approx(23.0)

@@ -304,9 +304,7 @@ class UvaPadova2008(AbstractModel):
             "Qgut": kgut * qsto2 - p["kabs"] * qgut,
             "Gp": nonneg(gp, egp + rat - p["Fsnc"] - et - p["k1"] * gp + p["k2"] * gt),
             "Gt": nonneg(gt, -uidt + p["k1"] * gp - p["k2"] * gt),
-            "Ip": nonneg(
-                ip, -p["m2_m4"] * ip + p["m1"] * il + p["ka1"] * isc1 + p["ka2"] * isc2
-            ),
+            "Ip": nonneg(ip, -p["m2_m4"] * ip + p["m1"] * il + p["ka1"] * isc1 + p["ka2"] * isc2),
             "X": -p["p2u"] * xx + p["p2u"] * (it - p["Ib"]),
             "I1": -p["ki"] * (i1 - it),
             "Id": -p["ki"] * (id_ - i1),

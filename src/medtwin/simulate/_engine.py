@@ -17,7 +17,6 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
 import jax
@@ -175,7 +174,6 @@ def simulate(
     n_ticks = n_steps // tick_steps
     out_every = out_steps // tick_steps
     ctrl_every = ctrl_steps // tick_steps
-    n_samples = n_ticks // ctrl_every + 1
 
     compiled = compile_schedules(cls, schedules, t0=t0, n_steps=n_steps, dt=dt)
     per_patient_schedule = len(schedules) > 1
@@ -188,7 +186,6 @@ def simulate(
     if size < 1:
         raise ConfigurationError(f"chunk_size must be >= 1, got {chunk_size}")
     np_dtype = np.float32 if dtype == "float32" else np.float64
-    key = jax.random.PRNGKey(seed)
 
     values: dict[str, np.ndarray] = {}
     final: dict[str, np.ndarray] = {}
@@ -203,18 +200,14 @@ def simulate(
         def take_sched(a: np.ndarray) -> np.ndarray:
             return np.asarray(a[:, idx] if per_patient_schedule else a, dtype=np_dtype)
 
-        noise = (
-            np.zeros((n_samples, size), np_dtype)
-            if sensor is None
-            else np.asarray(_noise(sensor, key, jnp.asarray(idx), n_samples), dtype=np_dtype)
-        )
         ys, final_x = runner(
             {k: take(v) for k, v in x0_full.items()},
             {k: take(v) for k, v in p_full.items()},
             {k: take_sched(v) for k, v in compiled.base_abs.items()},
             {k: take_sched(v) for k, v in compiled.base_factor.items()},
             {k: take_sched(v) for k, v in compiled.pulse.items()},
-            noise,
+            np.int64(seed),
+            idx,
             {k: (take(v) if np.ndim(v) else v) for k, v in ctrl_arrays.items()},
         )
         m = stop - start
@@ -239,10 +232,18 @@ def simulate(
     # XLA runs one chunk on one core; chunks on the other cores run in threads (the GIL is
     # released while a compiled call executes).  Each chunk writes its own rows of the output.
     workers = min(len(starts), _workers())
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for m in pool.map(run_chunk, starts):
+    if workers == 1:
+        done: Iterable[int] = map(run_chunk, starts)
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        done = pool.map(run_chunk, starts)
+    try:
+        for m in done:
             if bar is not None:
                 bar.update(m)
+    finally:
+        if workers > 1:
+            pool.shutdown(cancel_futures=True)
     if bar is not None:
         bar.close()
     return Solution(
@@ -425,20 +426,6 @@ def _progress(n_chunks: int, n: int, size: int, enabled: bool) -> Any:
     return tqdm(total=n, unit="patient", desc=f"simulating ({n_chunks} chunks of {size})")
 
 
-@partial(jax.jit, static_argnums=(0, 3))
-def _noise_jit(sensor: Any, key: Any, idx: Array, n_samples: int) -> Array:
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
-    return jax.vmap(lambda k: sensor.noise(k, n_samples), out_axes=1)(keys)
-
-
-def _noise(sensor: Sensor, key: Any, idx: Array, n_samples: int) -> Array:
-    try:
-        hash(sensor)
-    except TypeError:
-        return _noise_jit.__wrapped__(sensor, key, idx, n_samples)  # type: ignore[attr-defined]
-    return _noise_jit(sensor, key, idx, n_samples)
-
-
 def _check_finite(name: str, arr: np.ndarray, ids: tuple[str, ...], t: np.ndarray) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
@@ -557,6 +544,7 @@ def _build(
         loop.dt,
         loop.t0,
     )
+    n_samples = n_ticks // ctrl_every + 1
     rec_states, rec_obs = loop.rec_states, loop.rec_obs
     cls = type(mdl)
     inputs = cls.inputs
@@ -572,11 +560,18 @@ def _build(
         base_abs: dict[str, Array],
         base_fac: dict[str, Array],
         pulse: dict[str, Array],
-        noise: Array,
+        seed: Array,
+        idx: Array,
         carrays: dict[str, Array],
     ) -> tuple[dict[str, Array], dict[str, Array]]:
         zeros = jnp.zeros_like(x0[cls.states[0].name])
         p = mdl.with_derived(p)  # parameter-only terms leave the time loop
+        if sensor is not None:
+            # patient i's noise depends on (seed, i) only, never on the chunking
+            key = jax.random.PRNGKey(seed)
+            keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
+            noise = jax.vmap(lambda k: sensor.noise(k, n_samples), out_axes=1)(keys)
+            noise = noise.astype(zeros.dtype)
         default_u = mdl.default_inputs(p)
         # discrete states given with x0 (continuing a run) override the model's initial ones
         z0 = mdl.initial_discrete_state(x0, p) | {
@@ -672,4 +667,5 @@ def _build(
             else:
                 out[name] = jnp.concatenate([arr[::every], last[name][None]], axis=0).T
         return out, xf | zf
+
     return run

@@ -201,6 +201,7 @@ def glycaemic_summary(glucose: Any, patient_names: Sequence[str] | None = None) 
             f"glycaemic_summary takes one trace or a (patients, time) array, got shape {g.shape}"
         )
     g = np.atleast_2d(g)
+    index: pd.Index
     if patient_names is None:
         index = pd.RangeIndex(len(g), name="patient")
     else:

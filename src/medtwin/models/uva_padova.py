@@ -146,7 +146,7 @@ def _declare_params() -> tuple[Param, ...]:
     the SD of log values over all 30 patients; parameters equal in every patient are fixed.
     """
     patients, _ = _tables()
-    adults = patients[patients.Name.str.startswith("adult")]
+    adults = patients[patients["Name"].str.startswith("adult")]
     out = []
     for name, unit, desc in _PARAMS:
         values = patients[name].to_numpy(float)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medtwin.simulate._engine import default_chunk_size, simulate
+from medtwin.simulate._engine import default_chunk_size, simulate, trajectory_function
 from medtwin.simulate._protocols import Controller, ControlObservation, Pump, Sensor
 from medtwin.simulate.schedule import CompiledSchedule, Event, Schedule, compile_schedules
 from medtwin.simulate.solution import Solution
@@ -23,4 +23,5 @@ __all__ = [
     "compile_schedules",
     "default_chunk_size",
     "simulate",
+    "trajectory_function",
 ]

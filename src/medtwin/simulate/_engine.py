@@ -30,7 +30,7 @@ from medtwin.simulate.schedule import Schedule, as_schedules, compile_schedules
 from medtwin.simulate.solution import Solution
 from medtwin.simulate.solvers import RK4, Adaptive
 
-__all__ = ["default_chunk_size", "simulate"]
+__all__ = ["default_chunk_size", "simulate", "trajectory_function"]
 
 _RUNNERS: dict[Any, Callable[..., Any]] = {}
 
@@ -129,21 +129,10 @@ def simulate(
     >>> sol["Gsub"].shape
     (1, 49)
     """
-    mdl = model() if isinstance(model, type) else model
-    if not isinstance(mdl, AbstractModel):
-        raise ConfigurationError(f"model must be an AbstractModel, got {type(model).__name__}")
+    mdl = _instance(model)
     cls = type(mdl)
-    solver = RK4() if solver is None else solver
-    if not isinstance(solver, (RK4, Adaptive)):
-        raise ConfigurationError(f"solver must be RK4 or Adaptive, got {type(solver).__name__}")
     if dtype not in ("float64", "float32"):
         raise ConfigurationError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-    dt = float(solver.dt)
-    t_out = _check_grid(t, dt, cls.time_unit)
-    t0 = float(t_out[0])
-    out_steps = round((t_out[1] - t_out[0]) / dt)
-    n_steps = out_steps * (t_out.size - 1)
-
     schedules = as_schedules(schedule)
     params = dict(params or {})
     x0_in = None if x0 is None else dict(x0)
@@ -151,37 +140,11 @@ def simulate(
     ids = _patient_ids(patient_ids, n_batch)
     p_full = _full_params(cls, params, n_batch)
     x0_full = _initial_state(mdl, p_full, x0_in, n_batch)
-
-    if controller is not None and sensor is None:
-        sensor = _IdealSensor(cls.observation().name, dt)
-    if sensor is not None:
-        cls.observation(sensor.observation)  # raises if the model has no such observation
-    if controller is not None:
-        for name in controller.controls:
-            if name not in cls.input_names():
-                raise ConfigurationError(
-                    f"controller drives {name!r}, which {cls.__name__} has no input for"
-                )
-    ctrl_steps = out_steps
-    if sensor is not None:
-        ratio = sensor.sample_time / dt
-        if not (ratio >= 1 and abs(ratio - round(ratio)) < 1e-9):
-            raise ConfigurationError(
-                f"sensor sample time {sensor.sample_time} must be a multiple of the solver step {dt}"
-            )
-        ctrl_steps = round(ratio)
-    tick_steps = math.gcd(out_steps, ctrl_steps)
-    n_ticks = n_steps // tick_steps
-    out_every = out_steps // tick_steps
-    ctrl_every = ctrl_steps // tick_steps
-
-    compiled = compile_schedules(cls, schedules, t0=t0, n_steps=n_steps, dt=dt)
+    plan = _plan(mdl, schedules, t, solver, controller, sensor, pump, record)
+    t_out, compiled, runner, sensor = plan.t, plan.compiled, plan.runner, plan.sensor
     per_patient_schedule = len(schedules) > 1
-    rec_states, rec_obs = _record_names(cls, record)
+    rec_states, rec_obs = plan.loop.rec_states, plan.loop.rec_obs
     ctrl_arrays = _controller_arrays(controller, n_batch)
-
-    loop = _Loop(tick_steps, n_ticks, ctrl_every, out_every, dt, t0, rec_states, rec_obs)
-    runner = _runner(mdl, solver, controller, sensor, pump, loop)
     size = min(chunk_size or default_chunk_size(), n_batch)
     if size < 1:
         raise ConfigurationError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -209,6 +172,7 @@ def simulate(
             np.int64(seed),
             idx,
             {k: (take(v) if np.ndim(v) else v) for k, v in ctrl_arrays.items()},
+            np.float64(t_out[0]),
         )
         m = stop - start
         chunk_ids = ids[start:stop]
@@ -255,6 +219,137 @@ def simulate(
         time_unit=cls.time_unit,
         model_name=cls.__name__,
     )
+
+
+def trajectory_function(
+    model: AbstractModel | type[AbstractModel],
+    schedule: Schedule | Iterable[Schedule] | None,
+    t: Any,
+    *,
+    solver: RK4 | Adaptive | None = None,
+    controller: Controller | None = None,
+    sensor: Sensor | None = None,
+    pump: Pump | None = None,
+    record: Iterable[str] | str | None = None,
+    seed: int = 0,
+) -> Callable[[Mapping[str, Array], Mapping[str, Array]], dict[str, Array]]:
+    """A pure, differentiable function ``(params, x0) -> {name: (N, T) array}``.
+
+    The same compiled loop as :func:`simulate`, without chunking, validation of values or the
+    trip back to NumPy, so it can sit inside ``jax.jit``, ``jax.grad``, ``jax.jacfwd`` or
+    ``jax.vmap``: what calibration and filters are built on.  ``params`` must give every model
+    parameter and ``x0`` every state (discrete states optional), each as a length-N array; N is
+    fixed by the first call (or by a per-patient schedule list).  ``seed`` fixes the sensor noise.
+
+    >>> import jax, jax.numpy as jnp, numpy as np
+    >>> from medtwin.models import UvaPadova2008, load_patients
+    >>> from medtwin.simulate import Schedule, trajectory_function
+    >>> vp = load_patients("adult#001")
+    >>> meal = Schedule().meal(30, 50).bolus(30, 5)
+    >>> f = trajectory_function(UvaPadova2008, meal, np.arange(0, 181, 5.0))
+    >>> p = {k: jnp.asarray(v) for k, v in vp.params.items()}
+    >>> x0 = {k: jnp.asarray(v) for k, v in vp.x0.items()}
+    >>> mean_bg = lambda vmx: f(p | {"Vmx": vmx}, x0)["Gsub"].mean()
+    >>> bool(jax.grad(mean_bg)(p["Vmx"])[0] < 0)  # more insulin sensitivity, lower glucose
+    True
+    """
+    mdl = _instance(model)
+    schedules = as_schedules(schedule)
+    plan = _plan(mdl, schedules, t, solver, controller, sensor, pump, record)
+    sched = {
+        "abs": {k: jnp.asarray(v) for k, v in plan.compiled.base_abs.items()},
+        "fac": {k: jnp.asarray(v) for k, v in plan.compiled.base_factor.items()},
+        "pulse": {k: jnp.asarray(v) for k, v in plan.compiled.pulse.items()},
+    }
+    names = set(mdl.param_names())
+
+    def trajectories(params: Mapping[str, Array], x0: Mapping[str, Array]) -> dict[str, Array]:
+        missing = names - set(params)
+        if missing:
+            raise ParameterError(
+                f"trajectory function needs every parameter; missing {sorted(missing)}"
+            )
+        p = {k: jnp.asarray(params[k]) for k in mdl.param_names()}
+        n_batch = p[mdl.params[0].name].shape[0]
+        carrays = _controller_arrays(controller, n_batch)
+        ys, _ = plan.runner(
+            dict(x0), p, sched["abs"], sched["fac"], sched["pulse"],
+            jnp.asarray(seed), jnp.arange(n_batch), carrays, jnp.asarray(plan.t[0]),
+        )  # fmt: skip
+        return dict(ys)
+
+    return trajectories
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What a run needs besides values: the output grid, dense inputs and the compiled loop."""
+
+    t: np.ndarray
+    compiled: Any
+    runner: Callable[..., Any]
+    loop: _Loop
+    sensor: Sensor | None
+
+
+def _instance(model: AbstractModel | type[AbstractModel]) -> AbstractModel:
+    mdl = model() if isinstance(model, type) else model
+    if not isinstance(mdl, AbstractModel):
+        raise ConfigurationError(f"model must be an AbstractModel, got {type(model).__name__}")
+    return mdl
+
+
+def _plan(
+    mdl: AbstractModel,
+    schedules: list[Schedule],
+    t: Any,
+    solver: RK4 | Adaptive | None,
+    controller: Controller | None,
+    sensor: Sensor | None,
+    pump: Pump | None,
+    record: Iterable[str] | str | None,
+) -> _Plan:
+    cls = type(mdl)
+    solver = RK4() if solver is None else solver
+    if not isinstance(solver, (RK4, Adaptive)):
+        raise ConfigurationError(f"solver must be RK4 or Adaptive, got {type(solver).__name__}")
+    dt = float(solver.dt)
+    t_out = _check_grid(t, dt, cls.time_unit)
+    t0 = float(t_out[0])
+    out_steps = round((t_out[1] - t_out[0]) / dt)
+    n_steps = out_steps * (t_out.size - 1)
+    if controller is not None and sensor is None:
+        sensor = _IdealSensor(cls.observation().name, dt)
+    if sensor is not None:
+        cls.observation(sensor.observation)  # raises if the model has no such observation
+    if controller is not None:
+        for name in controller.controls:
+            if name not in cls.input_names():
+                raise ConfigurationError(
+                    f"controller drives {name!r}, which {cls.__name__} has no input for"
+                )
+    ctrl_steps = out_steps
+    if sensor is not None:
+        ratio = sensor.sample_time / dt
+        if not (ratio >= 1 and abs(ratio - round(ratio)) < 1e-9):
+            raise ConfigurationError(
+                f"sensor sample time {sensor.sample_time} must be a multiple of the solver step {dt}"
+            )
+        ctrl_steps = round(ratio)
+    tick_steps = math.gcd(out_steps, ctrl_steps)
+    rec_states, rec_obs = _record_names(cls, record)
+    loop = _Loop(
+        tick_steps=tick_steps,
+        n_ticks=n_steps // tick_steps,
+        ctrl_every=ctrl_steps // tick_steps,
+        out_every=out_steps // tick_steps,
+        dt=dt,
+        rec_states=rec_states,
+        rec_obs=rec_obs,
+    )
+    compiled = compile_schedules(cls, schedules, t0=t0, n_steps=n_steps, dt=dt)
+    runner = _runner(mdl, solver, controller, sensor, pump, loop)
+    return _Plan(t_out, compiled, runner, loop, sensor)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,7 +598,6 @@ class _Loop:
     ctrl_every: int
     out_every: int
     dt: float
-    t0: float
     rec_states: tuple[str, ...]
     rec_obs: tuple[str, ...]
 
@@ -537,12 +631,11 @@ def _build(
     pump: Pump | None,
     loop: _Loop,
 ) -> Callable[..., Any]:
-    tick_steps, n_ticks, ctrl_every, dt, t0 = (
+    tick_steps, n_ticks, ctrl_every, dt = (
         loop.tick_steps,
         loop.n_ticks,
         loop.ctrl_every,
         loop.dt,
-        loop.t0,
     )
     n_samples = n_ticks // ctrl_every + 1
     rec_states, rec_obs = loop.rec_states, loop.rec_obs
@@ -563,6 +656,7 @@ def _build(
         seed: Array,
         idx: Array,
         carrays: dict[str, Array],
+        t0: Array,
     ) -> tuple[dict[str, Array], dict[str, Array]]:
         zeros = jnp.zeros_like(x0[cls.states[0].name])
         p = mdl.with_derived(p)  # parameter-only terms leave the time loop

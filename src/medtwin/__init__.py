@@ -9,8 +9,10 @@ from __future__ import annotations
 import medtwin._config  # noqa: F401  (float64 and the compilation cache, before any JAX use)
 from medtwin.errors import (
     ConfigurationError,
+    DataFormatError,
     MedtwinError,
     ModelDefinitionError,
+    NotCalibratedError,
     ParameterError,
     ScheduleError,
     SimulationError,
@@ -25,8 +27,10 @@ __all__ = [
     "ALL_MODELS",
     "AbstractModel",
     "ConfigurationError",
+    "DataFormatError",
     "MedtwinError",
     "ModelDefinitionError",
+    "NotCalibratedError",
     "ParameterError",
     "ScheduleError",
     "SimulationError",

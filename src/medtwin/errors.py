@@ -8,8 +8,10 @@ the nearest builtin so that ``except ValueError`` keeps working for callers who 
     ├── UnitError(ValueError)             an unknown unit string, or incompatible units
     ├── ParameterError(ValueError)        a parameter value that is missing, unknown, NaN or out of range
     ├── ScheduleError(ValueError)         a dosing/meal schedule that is malformed or outside the time span
+    ├── DataFormatError(ValueError)       a malformed input file or record (names the line or field)
     ├── UnknownPatientError(KeyError)     a virtual patient name or index that does not exist
     ├── SimulationError(RuntimeError)     the integration produced non-finite values
+    ├── NotCalibratedError(RuntimeError)  a fitted result was asked for before fit()
     └── ConfigurationError(ValueError)    an invalid setting (solver, sensor, controller, file)
 """
 
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "DataFormatError",
     "MedtwinError",
     "ModelDefinitionError",
+    "NotCalibratedError",
     "ParameterError",
     "ScheduleError",
     "SimulationError",
@@ -47,6 +51,13 @@ class ScheduleError(MedtwinError, ValueError):
     """A schedule event is malformed (negative amount, unknown input) or outside the simulated time."""
 
 
+class DataFormatError(MedtwinError, ValueError):
+    """An input file or record is malformed: bad JSON, a missing column, an unreadable time or number.
+
+    The message names the file, the line (1-based, as an editor counts) or JSON path, and the field.
+    """
+
+
 class UnknownPatientError(MedtwinError, KeyError):
     """A virtual patient that is not in the catalogue was asked for."""
 
@@ -57,6 +68,10 @@ class UnknownPatientError(MedtwinError, KeyError):
 
 class SimulationError(MedtwinError, RuntimeError):
     """The integration produced NaN or infinite values."""
+
+
+class NotCalibratedError(MedtwinError, RuntimeError):
+    """A fitted result (``params_``, ``posterior_``, a forecast) was asked for before ``fit``."""
 
 
 class ConfigurationError(MedtwinError, ValueError):

@@ -43,6 +43,8 @@ IssueKind = Literal[
     "unit_suspect",
     "unknown_event",
     "conflict",
+    "censored",
+    "skipped",
 ]
 
 

@@ -1,0 +1,16 @@
+"""Translation at the boundary: outside formats in, validated medtwin objects out.
+
+Only this package knows file formats and their units; everything above it sees UTC times, mg/dL,
+U, U/h and g.  Wearable and CGM readers live in :mod:`medtwin.interop.wearables`.
+"""
+
+from __future__ import annotations
+
+from medtwin.interop.wearables import (
+    read_clarity,
+    read_csv,
+    read_fhir_observations,
+    read_nightscout,
+)
+
+__all__ = ["read_clarity", "read_csv", "read_fhir_observations", "read_nightscout"]

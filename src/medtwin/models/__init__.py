@@ -25,12 +25,13 @@ from medtwin.models._base import (
 from medtwin.models.uva_padova import (
     EAT_RATE_G_PER_MIN,
     UvaPadova2008,
+    UvaPadova2008Circadian,
     VirtualPatients,
     load_patients,
     patient_names,
 )
 
-ALL_MODELS: tuple[type[AbstractModel], ...] = (UvaPadova2008,)
+ALL_MODELS: tuple[type[AbstractModel], ...] = (UvaPadova2008, UvaPadova2008Circadian)
 """Every model medtwin ships; the contract tests run over each."""
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "State",
     "Uniform",
     "UvaPadova2008",
+    "UvaPadova2008Circadian",
     "VirtualPatients",
     "load_patients",
     "patient_names",

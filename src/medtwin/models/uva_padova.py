@@ -46,6 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import ClassVar
 
 import jax.numpy as jnp
 import numpy as np
@@ -176,7 +177,7 @@ class UvaPadova2008(AbstractModel):
     )
     states = _STATES
     params = _declare_params()
-    inputs = (
+    inputs: ClassVar[tuple[Input, ...]] = (
         Input("cho", "g", kind="amount", role="meal", description="carbohydrate announced"),
         Input("insulin", "U/min", kind="rate", role="insulin", description="insulin infusion"),
     )
@@ -366,6 +367,68 @@ class UvaPadova2008(AbstractModel):
             "Isc2": isc2,
             "Gs": gp,
         }
+
+
+class UvaPadova2008Circadian(UvaPadova2008):
+    r"""UVA/Padova 2008 with time-varying insulin sensitivity and endogenous glucose production.
+
+    Two extra dimensionless inputs, held constant over each minute like any input (default 1):
+    ``si_factor`` multiplies both insulin sensitivities, peripheral ``Vmx`` and hepatic ``kp3``;
+    ``egp_factor`` multiplies ``kp1``, the extrapolated endogenous glucose production::
+
+        Vmx(t) = Vmx si(t),   kp3(t) = kp3 si(t),   kp1(t) = kp1 egp(t)
+
+    This is how the UVA/Padova 2013 simulator represents intraday variability of insulin
+    sensitivity, and an early-morning rise of ``egp`` is the dawn phenomenon (Visentin et al.,
+    J Diabetes Sci Technol 10:1003, 2016; Dalla Man et al., J Diabetes Sci Technol 8:26, 2014).
+    The virtual-patient test bench uses it as the "real" patient that a twin built on
+    :class:`UvaPadova2008` has to follow without being told about the variation.
+
+    >>> UvaPadova2008Circadian.input_names()
+    ('cho', 'insulin', 'si_factor', 'egp_factor')
+    """
+
+    name = "uva_padova_2008_circadian"
+    inputs = (
+        *UvaPadova2008.inputs,
+        Input("si_factor", "1", kind="rate", role="insulin_sensitivity",
+              description="multiplier of Vmx and kp3"),
+        Input("egp_factor", "1", kind="rate", role="egp", description="multiplier of kp1"),
+    )  # fmt: skip
+
+    def default_inputs(self, p: Mapping[str, Array]) -> dict[str, Array]:
+        """Steady-state basal insulin and unit factors."""
+        u = super().default_inputs(p)
+        one = jnp.ones_like(u["insulin"])
+        return {**u, "si_factor": one, "egp_factor": one}
+
+    def discrete_update(
+        self,
+        t: Array,
+        x: Mapping[str, Array],
+        z: Mapping[str, Array],
+        p: Mapping[str, Array],
+        u: Mapping[str, Array],
+    ) -> tuple[dict[str, Array], dict[str, Array]]:
+        """As :class:`UvaPadova2008`, passing the two factors through."""
+        u_eff, z_new = super().discrete_update(t, x, z, p, u)
+        return {**u_eff, "si_factor": u["si_factor"], "egp_factor": u["egp_factor"]}, z_new
+
+    def rhs(
+        self,
+        t: Array,
+        x: Mapping[str, Array],
+        p: Mapping[str, Array],
+        u: Mapping[str, Array],
+    ) -> dict[str, Array]:
+        """The UVA/Padova derivatives with the scaled sensitivities and production."""
+        scaled = {
+            **p,
+            "Vmx": p["Vmx"] * u["si_factor"],
+            "kp3": p["kp3"] * u["si_factor"],
+            "kp1": p["kp1"] * u["egp_factor"],
+        }
+        return super().rhs(t, x, scaled, u)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -20,6 +21,9 @@ from matplotlib.ticker import MultipleLocator
 
 from medtwin.errors import ConfigurationError
 from medtwin.simulate import Schedule, Solution
+
+if TYPE_CHECKING:
+    from medtwin.twin import Forecast
 
 __all__ = ["glucose_figure", "plot_glucose", "png_bytes"]
 
@@ -235,3 +239,38 @@ def _draw_meals(
             f"{grams:g} g", (t, 15.0), xytext=(0, 8), textcoords="offset points",
             ha="center", fontsize="x-small", color="tab:orange",
         )  # fmt: skip
+
+
+def forecast_figure(
+    readings_time: pd.DatetimeIndex | pd.Series,
+    readings_mg_dl: np.ndarray,
+    forecast: Forecast,
+    *,
+    title: str | None = None,
+) -> Figure:
+    """CGM readings so far, then a twin's forecast: median and 50/80/95% bands, target band.
+
+    ``forecast`` is a :class:`medtwin.twin.Forecast` (``time``, ``median``, ``bands``).
+    """
+    import matplotlib.dates as mdates
+
+    fig = Figure(figsize=(10, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.axhspan(*TARGET_BAND_MG_DL, color="tab:green", alpha=0.10, label="target 70-180 mg/dL")
+    times = forecast.time
+    bands = forecast.bands
+    for level, alpha in ((0.95, 0.15), (0.8, 0.25), (0.5, 0.35)):
+        if level in bands:
+            lo, hi = bands[level]
+            ax.fill_between(times, lo, hi, color="tab:blue", alpha=alpha, lw=0,
+                            label=f"{round(level * 100)}% band")  # fmt: skip
+    ax.plot(times, forecast.median, color="tab:blue", lw=2, label="forecast median")
+    ax.plot(readings_time, readings_mg_dl, ".", color="black", ms=3, label="CGM")
+    ax.set_ylabel("glucose [mg/dL]")
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:%M"))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig

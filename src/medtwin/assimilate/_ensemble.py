@@ -692,3 +692,19 @@ def check_reading(reading: float) -> float:
             f"a reading must be finite, got {value}; skip it and call propagate() instead"
         )
     return value
+
+
+def _jsonable(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as JSON-compatible values (tuples as lists); a solver object is not saved."""
+    out: dict[str, Any] = {}
+    for k, v in settings.items():
+        if k == "solver":
+            if v is not None:
+                raise ConfigurationError("a filter with a custom solver cannot be saved yet")
+            continue
+        if isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, Mapping):
+            v = {str(a): (list(b) if isinstance(b, tuple) else b) for a, b in v.items()}
+        out[k] = v
+    return out

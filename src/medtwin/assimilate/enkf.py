@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from medtwin.assimilate._ensemble import (
     Ensemble,
     _Core,
+    _jsonable,
     build_step,
     cached_step,
     check_reading,
@@ -123,6 +124,7 @@ class EnsembleKalmanFilter:
         transforms: Mapping[str, str | tuple[str, float]] | None = None,
         solver: RK4 | Adaptive | None = None,
     ) -> None:
+        self._settings = {k: v for k, v in locals().items() if k not in ("self", "model")}
         self._core = _Core.build(
             model,
             estimate=estimate,
@@ -152,6 +154,15 @@ class EnsembleKalmanFilter:
     def n_members(self) -> int:
         """The ensemble size N."""
         return self._core.n_members
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor's settings (without the model), for saving a twin; JSON-compatible."""
+        return _jsonable(self._settings)
+
+    @property
+    def obs_sd_mg_dl(self) -> float:
+        """Standard deviation of the sensor's error assumed by the analysis."""
+        return self._core.obs_sd
 
     def init(
         self,

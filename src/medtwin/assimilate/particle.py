@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from medtwin.assimilate._ensemble import (
     Ensemble,
     _Core,
+    _jsonable,
     build_step,
     cached_step,
     check_reading,
@@ -121,6 +122,7 @@ class ParticleFilter:
         resample_threshold: float = 0.5,
         roughening: float = 0.05,
     ) -> None:
+        self._settings = {k: v for k, v in locals().items() if k not in ("self", "model")}
         if not (0.0 <= resample_threshold <= 1.0):
             raise ConfigurationError(
                 f"resample_threshold must lie in [0, 1], got {resample_threshold!r}"
@@ -159,6 +161,15 @@ class ParticleFilter:
     def n_members(self) -> int:
         """The ensemble size N."""
         return self._core.n_members
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor's settings (without the model), for saving a twin; JSON-compatible."""
+        return _jsonable(self._settings)
+
+    @property
+    def obs_sd_mg_dl(self) -> float:
+        """Standard deviation of the sensor's error assumed by the analysis."""
+        return self._core.obs_sd
 
     def init(
         self,

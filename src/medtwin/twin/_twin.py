@@ -1,0 +1,382 @@
+"""The Twin: a model, a patient's posterior, an ensemble kept in sync with the data, and a history.
+
+A :class:`Twin` is personalised once from a patient's history (``fit``: MAP with a Laplace
+posterior, :mod:`medtwin.calibrate`), then kept in sync reading by reading (``observe``: an
+ensemble filter from :mod:`medtwin.assimilate`).  From its current ensemble it forecasts with
+uncertainty bands, gives the probability of a named event within a horizon, and runs what-if
+scenarios side by side.  Everything is model-agnostic: the UVA/Padova twin is a Twin over
+:class:`~medtwin.models.UvaPadova2008` with a CGM observation.
+
+Time inside a twin is minutes since its ``origin`` (the first data it was fitted on).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medtwin.errors import ConfigurationError, NotCalibratedError, ParameterError
+from medtwin.history import PatientHistory
+from medtwin.models import AbstractModel, UvaPadova2008
+from medtwin.simulate import Schedule, simulate
+
+__all__ = ["Forecast", "Twin"]
+
+BAND_LEVELS = (0.5, 0.8, 0.95)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Predicted observation over a horizon: median and central bands from the ensemble.
+
+    ``members`` are (N, T) trajectories of the observation (without sensor noise); the bands are
+    predictive, for what the sensor will read: ensemble spread plus the sensor's noise.
+    """
+
+    time: pd.DatetimeIndex
+    t_min: np.ndarray
+    median: np.ndarray
+    bands: dict[float, tuple[np.ndarray, np.ndarray]]
+    members: np.ndarray
+    weights: np.ndarray
+    unit: str = "mg/dL"
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per time: median and the lower/upper bound of every band."""
+        df = pd.DataFrame({"time": self.time, "median": self.median})
+        for level, (lo, hi) in sorted(self.bands.items()):
+            pct = round(level * 100)
+            df[f"lower_{pct}"] = lo
+            df[f"upper_{pct}"] = hi
+        return df
+
+
+class Twin:
+    """A living patient twin (see the module docstring).
+
+    Parameters
+    ----------
+    model:
+        The mechanistic model (default :class:`~medtwin.models.UvaPadova2008`).
+    calibrator:
+        Personalisation strategy with ``fit(history)`` and ``posterior_`` (default MAP + Laplace).
+    filter:
+        Synchronisation strategy with ``init``, ``update`` and ``propagate`` (default an ensemble
+        Kalman filter of 500 members).
+    observation:
+        The model observation the sensor reads (``"Gsub"``, mg/dL).
+    seed:
+        Seed of every random draw the twin makes.
+    """
+
+    def __init__(
+        self,
+        model: AbstractModel | type[AbstractModel] = UvaPadova2008,
+        *,
+        calibrator: Any = None,
+        filter: Any = None,
+        observation: str = "Gsub",
+        seed: int = 0,
+    ) -> None:
+        self.model = model() if isinstance(model, type) else model
+        self.calibrator = calibrator
+        self.filter = filter
+        self.observation = observation
+        self.seed = seed
+
+    # -- fitting and keeping in sync -------------------------------------------------------
+
+    def fit(self, history: PatientHistory) -> Twin:
+        """Personalise on ``history``, then assimilate it so the twin's state is current."""
+        if len(history.cgm) < 12:
+            raise ParameterError(
+                f"a twin needs at least an hour of CGM readings to fit; got {len(history.cgm)}"
+            )
+        self.origin_ = history.start
+        self.calibrator_ = (
+            self.calibrator if self.calibrator is not None else _default_calibrator(self.model)
+        )
+        self.calibrator_.fit(history)
+        self.posterior_ = self.calibrator_.posterior_
+        self.filter_ = self.filter if self.filter is not None else _default_filter(self.model)
+        t0 = float(history.minutes(self.origin_)[0])
+        self.ensemble_ = self.filter_.init(self.posterior_, t0=t0)
+        self.basal_u_per_h_: float | None = None
+        self._pending_events = history.events.iloc[:0]
+        self.history_ = PatientHistory.from_frames(
+            history.cgm.iloc[:1], history.events.iloc[:0], history.issues, history.patient_id,
+            history.source,
+        )  # fmt: skip
+        rest = PatientHistory.from_frames(history.cgm.iloc[1:], history.events)
+        self.observe(rest)
+        return self
+
+    def observe(self, data: PatientHistory) -> Twin:
+        """Assimilate new CGM readings and logged events, one filter update per reading."""
+        self._check_fitted()
+        events = data.events.sort_values("time", kind="stable")
+        readings = data.cgm.sort_values("time", kind="stable")
+        t_read = ((readings["time"] - self.origin_).dt.total_seconds() / 60.0).to_numpy(float)
+        t_ev = ((events["time"] - self.origin_).dt.total_seconds() / 60.0).to_numpy(float)
+        glucose = readings["glucose_mg_dl"].to_numpy(float)
+        kinds = events["kind"].to_numpy()
+        values = events["value"].to_numpy(float)
+        pending = 0
+        for t, g in zip(np.round(t_read), glucose, strict=True):
+            if t <= self.ensemble_.t:
+                continue  # already assimilated (a resubmitted reading changes nothing)
+            start = self.ensemble_.t
+            segment = self._segment_schedule(start)
+            while pending < t_ev.size and t_ev[pending] < t:
+                at = max(float(np.round(t_ev[pending])), start)
+                segment = _add_event(segment, kinds[pending], values[pending], at)
+                if kinds[pending] == "basal":
+                    self.basal_u_per_h_ = float(values[pending])
+                pending += 1
+            self.ensemble_ = self.filter_.update(self.ensemble_, float(t), float(g), segment)
+        # events after the last reading stay pending for the next observe()
+        self._pending_events = events.iloc[pending:]
+        self.history_ = PatientHistory.from_frames(
+            pd.concat([self.history_.cgm, readings], ignore_index=True),
+            pd.concat([self.history_.events, events], ignore_index=True),
+            self.history_.issues + data.issues,
+            self.history_.patient_id,
+            self.history_.source,
+        )
+        return self
+
+    # -- looking ahead -----------------------------------------------------------------------
+
+    @property
+    def now(self) -> pd.Timestamp:
+        """Time of the twin's current state."""
+        self._check_fitted()
+        return self.origin_ + pd.Timedelta(minutes=float(self.ensemble_.t))
+
+    def forecast(
+        self,
+        horizon_min: float = 240.0,
+        scenario: Schedule | None = None,
+        *,
+        every_min: float = 5.0,
+        with_sensor_noise: bool = True,
+    ) -> Forecast:
+        """Forecast the observation ``horizon_min`` ahead under ``scenario`` (times from now).
+
+        The scenario's events are in minutes from now (``Schedule().bolus(0, 4)`` is a 4 U bolus
+        now); without one the patient continues on the current basal with nothing else.
+        """
+        self._check_fitted()
+        if not (horizon_min > 0 and every_min > 0):
+            raise ConfigurationError("forecast horizon_min and every_min must be > 0")
+        now = float(self.ensemble_.t)
+        t = now + np.arange(0.0, horizon_min + every_min / 2, every_min)
+        schedule = self._segment_schedule(now)
+        pending = self._pending_events
+        offsets = (pending["time"] - self.origin_).dt.total_seconds().to_numpy(float) / 60.0
+        for at, kind, value in zip(
+            offsets, pending["kind"], pending["value"].to_numpy(float), strict=True
+        ):
+            if now <= at < t[-1]:
+                schedule = _add_event(schedule, str(kind), float(value), float(np.round(at)))
+        if scenario is not None:
+            schedule = schedule + scenario.shifted(now)
+        ens = self.ensemble_
+        sol = simulate(
+            self.model, schedule, t, params=ens.params, x0=ens.states, record=[self.observation]
+        )
+        members = sol[self.observation]
+        weights = np.asarray(ens.weights, dtype=float)
+        noisy = members
+        if with_sensor_noise:
+            rng = np.random.default_rng(self.seed + int(now))
+            noisy = members + self.filter_.obs_sd_mg_dl * rng.standard_normal(members.shape)
+        median = _weighted_quantile(noisy, weights, 0.5)
+        bands = {
+            level: (
+                _weighted_quantile(noisy, weights, (1 - level) / 2),
+                _weighted_quantile(noisy, weights, (1 + level) / 2),
+            )
+            for level in BAND_LEVELS
+        }
+        times = self.origin_ + pd.to_timedelta(t, unit="min")
+        return Forecast(pd.DatetimeIndex(times), t - now, median, bands, members, weights)
+
+    def risk(
+        self,
+        event: str = "hypoglycaemia",
+        *,
+        below: float | None = None,
+        above: float | None = None,
+        within_min: float = 30.0,
+        scenario: Schedule | None = None,
+    ) -> float:
+        """Probability that the observation crosses a threshold within ``within_min``.
+
+        ``"hypoglycaemia"`` defaults to below 70 mg/dL, ``"hyperglycaemia"`` to above 250.
+        """
+        if event == "hypoglycaemia":
+            below = 70.0 if below is None else below
+        elif event == "hyperglycaemia":
+            above = 250.0 if above is None else above
+        elif below is None and above is None:
+            raise ConfigurationError(
+                f"unknown event {event!r}: use 'hypoglycaemia', 'hyperglycaemia', or give a "
+                "below= or above= threshold"
+            )
+        fc = self.forecast(within_min, scenario, with_sensor_noise=False)
+        hit = np.zeros(fc.members.shape[0], dtype=bool)
+        if below is not None:
+            hit |= (fc.members[:, 1:] < below).any(axis=1)
+        if above is not None:
+            hit |= (fc.members[:, 1:] > above).any(axis=1)
+        return float(np.sum(fc.weights * hit) / np.sum(fc.weights))
+
+    def compare(
+        self, scenarios: Mapping[str, Schedule | None], horizon_min: float = 240.0
+    ) -> pd.DataFrame:
+        """Outcomes of what-if scenarios side by side, each with a 95% interval over members.
+
+        Columns per scenario: time in range 70-180 (%), time below 70 (%), peak and nadir
+        (mg/dL) over the horizon, as the ensemble's median and 2.5-97.5% range.  Every scenario
+        runs from the same members, so differences between rows are paired.
+        """
+        rows = []
+        for name, schedule in scenarios.items():
+            fc = self.forecast(horizon_min, schedule, with_sensor_noise=False)
+            g = fc.members[:, 1:]
+            outcomes = {
+                "tir_70_180_percent": 100 * ((g >= 70) & (g <= 180)).mean(axis=1),
+                "tbr_70_percent": 100 * (g < 70).mean(axis=1),
+                "peak_mg_dl": g.max(axis=1),
+                "nadir_mg_dl": g.min(axis=1),
+            }
+            row: dict[str, Any] = {"scenario": name}
+            for key, values in outcomes.items():
+                row[key] = float(_weighted_quantile(values[:, None], fc.weights, 0.5)[0])
+                row[f"{key}_lo"] = float(_weighted_quantile(values[:, None], fc.weights, 0.025)[0])
+                row[f"{key}_hi"] = float(_weighted_quantile(values[:, None], fc.weights, 0.975)[0])
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("scenario")
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the twin to ``path`` (``.npz``): ensemble, clock, basal, filter settings.
+
+        :meth:`load` restores a twin whose forecasts are identical to this one's.
+        """
+        self._check_fitted()
+        path = Path(path)
+        ens = self.ensemble_
+        arrays: dict[str, Any] = {f"state__{k}": np.asarray(v) for k, v in ens.states.items()}
+        arrays |= {f"param__{k}": np.asarray(v) for k, v in ens.params.items()}
+        arrays["weights"] = np.asarray(ens.weights)
+        meta: dict[str, Any] = {
+            "format": "medtwin-twin/1",
+            "model": type(self.model).__name__,
+            "origin": self.origin_.isoformat(),
+            "t": float(ens.t),
+            "step": int(ens.step),
+            "basal_u_per_h": self.basal_u_per_h_,
+            "observation": self.observation,
+            "seed": self.seed,
+            "filter": type(self.filter_).__name__,
+            "filter_settings": getattr(self.filter_, "settings", dict)(),
+        }
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        with path.open("wb") as fh:
+            np.savez(fh, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Twin:
+        """Restore a twin written by :meth:`save` (ready to observe and forecast)."""
+        from medtwin import assimilate
+        from medtwin.assimilate import Ensemble
+        from medtwin.models import ALL_MODELS
+
+        try:
+            with np.load(Path(path)) as data:
+                arrays = {k: data[k] for k in data.files}
+            meta = json.loads(arrays.pop("meta").tobytes().decode())
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigurationError(f"{path}: not a saved medtwin twin ({exc})") from None
+        if meta.get("format") != "medtwin-twin/1":
+            raise ConfigurationError(f"{path}: unknown twin format {meta.get('format')!r}")
+        models = {m.__name__: m for m in ALL_MODELS}
+        if meta["model"] not in models:
+            raise ConfigurationError(f"{path}: unknown model {meta['model']!r}")
+        model = models[meta["model"]]
+        filter_cls = getattr(assimilate, meta["filter"])
+        twin = cls(
+            model,
+            filter=filter_cls(model, **meta["filter_settings"]),
+            observation=meta["observation"],
+            seed=meta["seed"],
+        )
+        twin.filter_ = twin.filter
+        twin.origin_ = pd.Timestamp(meta["origin"])
+        twin.basal_u_per_h_ = meta["basal_u_per_h"]
+        twin.ensemble_ = Ensemble(
+            model=model,
+            t=float(meta["t"]),
+            states={k[7:]: v for k, v in arrays.items() if k.startswith("state__")},
+            params={k[7:]: v for k, v in arrays.items() if k.startswith("param__")},
+            weights=arrays["weights"],
+            step=int(meta["step"]),
+        )
+        twin._pending_events = pd.DataFrame(
+            {"time": pd.to_datetime([], utc=True), "kind": [], "value": []}
+        )
+        empty = pd.DataFrame({"time": pd.to_datetime([], utc=True), "glucose_mg_dl": []})
+        twin.history_ = PatientHistory.from_frames(empty, twin._pending_events)
+        return twin
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _segment_schedule(self, start: float) -> Schedule:
+        s = Schedule()
+        if self.basal_u_per_h_ is not None:
+            s = s.basal(start, self.basal_u_per_h_)
+        return s
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "ensemble_"):
+            raise NotCalibratedError("this Twin is not fitted yet; call fit(history) first")
+
+
+def _add_event(s: Schedule, kind: str, value: float, at: float) -> Schedule:
+    if kind == "carbs":
+        return s.meal(at, value)
+    if kind == "bolus":
+        return s.bolus(at, value)
+    return s.basal(at, value)
+
+
+def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> np.ndarray:
+    """Quantile ``q`` over axis 0 of ``x`` (members x times) with member weights ``w``."""
+    order = np.argsort(x, axis=0)
+    xs = np.take_along_axis(x, order, axis=0)
+    ws = w[order]
+    cdf = np.cumsum(ws, axis=0) / ws.sum(axis=0)
+    idx = (cdf < q).sum(axis=0).clip(max=x.shape[0] - 1)
+    return np.take_along_axis(xs, idx[None, :], axis=0)[0]
+
+
+def _default_calibrator(model: AbstractModel) -> Any:
+    from medtwin.calibrate import MAPEstimator
+
+    return MAPEstimator(type(model))
+
+
+def _default_filter(model: AbstractModel) -> Any:
+    from medtwin.assimilate import EnsembleKalmanFilter
+
+    return EnsembleKalmanFilter(type(model))

@@ -14,6 +14,7 @@ def test_readme_python_blocks_run(capsys):
         exec(compile(block, str(README), "exec"), namespace)
     out = capsys.readouterr().out
     assert "adult#001" in out
+    assert "P(glucose < 70 mg/dL within 30 min)" in out
 
 
 def test_readme_quick_start_is_the_two_make_commands():

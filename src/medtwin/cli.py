@@ -988,3 +988,12 @@ def run_demo(folder: Path, *, echo: bool = True) -> dict[str, Path]:
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+def _register_subcommands() -> None:
+    from medtwin._cli_twin import twin_app
+
+    app.add_typer(twin_app, name="twin")
+
+
+_register_subcommands()

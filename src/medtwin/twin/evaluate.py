@@ -29,6 +29,7 @@ __all__ = [
     "BenchScore",
     "ReplayResult",
     "baseline_forecasts",
+    "replay",
     "replay_patient",
     "score_alerts",
     "score_forecasts",
@@ -40,12 +41,24 @@ HYPO_MG_DL = 70.0
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """One patient's replay: errors per horizon (see :func:`score_forecasts`) and alert counts."""
+    """One replay: errors per horizon (see :func:`score_forecasts`), alerts, and the forecasts.
+
+    ``issued_min`` are the times (minutes since ``origin``) forecasts were made; ``forecasts``,
+    ``lower95`` and ``upper95`` hold, per horizon, the median and band issued at each of them.
+    """
 
     scores: dict[int, dict[str, np.ndarray]]
     events: int
     predicted: int
     false_alerts: int
+    origin: pd.Timestamp
+    issued_min: np.ndarray
+    forecasts: dict[int, np.ndarray]
+    lower95: dict[int, np.ndarray]
+    upper95: dict[int, np.ndarray]
+    alerts_min: np.ndarray
+    readings_min: np.ndarray
+    readings_mg_dl: np.ndarray
 
 
 @dataclass
@@ -220,7 +233,30 @@ def replay_patient(
     alert_within_min: float = 30.0,
 ) -> ReplayResult:
     """Fit a twin on the first ``fit_days`` of a bench patient, then replay the rest."""
-    history = patient.history
+    return replay(
+        patient.history,
+        make_twin,
+        fit_days=fit_days,
+        horizons=horizons,
+        alert_threshold=alert_threshold,
+        alert_within_min=alert_within_min,
+    )
+
+
+def replay(
+    history: PatientHistory,
+    make_twin: Callable[[], Any],
+    *,
+    fit_days: float = 3.0,
+    horizons: Sequence[int] = (30, 60),
+    alert_threshold: float = 0.3,
+    alert_within_min: float = 30.0,
+) -> ReplayResult:
+    """Fit a twin on the first ``fit_days`` of ``history``, then replay the rest reading by reading.
+
+    After each reading the twin forecasts ``max(horizons)`` ahead; an alert is raised when its
+    probability of glucose below 70 mg/dL within ``alert_within_min`` exceeds ``alert_threshold``.
+    """
     start = history.start
     split = start + pd.Timedelta(days=fit_days)
     twin = make_twin().fit(history.between(start, split))
@@ -264,4 +300,17 @@ def replay_patient(
         {h: np.asarray(v) for h, v in hi.items()},
     )
     events_n, predicted, false = score_alerts(times, glucose, alerts)
-    return ReplayResult(scores, events_n, predicted, false)
+    return ReplayResult(
+        scores,
+        events_n,
+        predicted,
+        false,
+        origin,
+        np.asarray(issued),
+        {h: np.asarray(v) for h, v in preds.items()},
+        {h: np.asarray(v) for h, v in lo.items()},
+        {h: np.asarray(v) for h, v in hi.items()},
+        np.asarray(alerts),
+        times,
+        glucose,
+    )

@@ -141,7 +141,7 @@ def forecast_command(
         table = fc.to_pandas()
         shown = table[np.isin(fc.t_min, [0, 30, 60, 120, 180, 240])]
         typer.echo(f"forecast from {twin.now} (mg/dL):")
-        typer.echo(shown.round(1).to_string(index=False))
+        typer.echo(shown.set_index("time").round(1).to_string())
         for name in ("hypoglycaemia", "hyperglycaemia"):
             p30 = twin.risk(name, within_min=30.0, scenario=scenario if scenario.events else None)
             p120 = twin.risk(name, within_min=120.0, scenario=scenario if scenario.events else None)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast check lint typecheck bench reference clean
+.PHONY: run test test-fast check lint typecheck bench bench-twin reference clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "medtwin needs Python >= 3.11 (set PYTHON=python3.11)"; exit 1; }
@@ -38,6 +38,10 @@ check: lint typecheck test
 ## bench: the benchmarks (engine throughput, latency, memory, simglucose ratio)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py
+
+## bench-twin: patient-twin latency and forecast accuracy on the virtual-patient bench (~15 min)
+bench-twin: $(STAMP)
+	$(BIN)/python benchmarks/twin.py
 
 ## reference: regenerate the simglucose reference trajectories (own venv)
 reference:

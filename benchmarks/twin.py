@@ -23,6 +23,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+SENSOR_SD_MG_DL = 12.5
+"""SD of the bench CGM's error (simglucose GuardianRT model, measured on the bench): the device
+property a deployment would take from the sensor's accuracy specification."""
 
 
 def update_latency(members: int, repeats: int = 100) -> float:

@@ -19,6 +19,13 @@ PACKAGES = [
     "medtwin.simulate",
     "medtwin.units",
     "medtwin.errors",
+    "medtwin.history",
+    "medtwin.calibrate",
+    "medtwin.assimilate",
+    "medtwin.twin",
+    "medtwin.devices",
+    "medtwin.control",
+    "medtwin.metrics",
 ]
 
 

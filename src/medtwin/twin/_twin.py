@@ -71,6 +71,9 @@ class Twin:
         Kalman filter of 500 members).
     observation:
         The model observation the sensor reads (``"Gsub"``, mg/dL).
+    sensor_sd_mg_dl:
+        SD of one reading's error, for the predictive bands (a property of the CGM, from its
+        accuracy specification); default: the filter's observation SD.
     seed:
         Seed of every random draw the twin makes.
     """
@@ -82,12 +85,14 @@ class Twin:
         calibrator: Any = None,
         filter: Any = None,
         observation: str = "Gsub",
+        sensor_sd_mg_dl: float | None = None,
         seed: int = 0,
     ) -> None:
         self.model = model() if isinstance(model, type) else model
         self.calibrator = calibrator
         self.filter = filter
         self.observation = observation
+        self.sensor_sd_mg_dl = sensor_sd_mg_dl
         self.seed = seed
 
     # -- fitting and keeping in sync -------------------------------------------------------
@@ -105,6 +110,11 @@ class Twin:
         self.calibrator_.fit(history)
         self.posterior_ = self.calibrator_.posterior_
         self.filter_ = self.filter if self.filter is not None else _default_filter(self.model)
+        self.sensor_sd_mg_dl_ = float(
+            self.sensor_sd_mg_dl
+            if self.sensor_sd_mg_dl is not None
+            else self.filter_.obs_sd_mg_dl
+        )
         t0 = float(history.minutes(self.origin_)[0])
         self.ensemble_ = self.filter_.init(self.posterior_, t0=t0)
         self.basal_u_per_h_: float | None = None
@@ -196,7 +206,7 @@ class Twin:
         noisy = members
         if with_sensor_noise:
             rng = np.random.default_rng(self.seed + int(now))
-            noisy = members + self.filter_.obs_sd_mg_dl * rng.standard_normal(members.shape)
+            noisy = members + self.sensor_sd_mg_dl_ * rng.standard_normal(members.shape)
         median = _weighted_quantile(noisy, weights, 0.5)
         bands = {
             level: (
@@ -285,6 +295,7 @@ class Twin:
             "t": float(ens.t),
             "step": int(ens.step),
             "basal_u_per_h": self.basal_u_per_h_,
+            "sensor_sd_mg_dl": self.sensor_sd_mg_dl_,
             "observation": self.observation,
             "seed": self.seed,
             "filter": type(self.filter_).__name__,
@@ -324,6 +335,7 @@ class Twin:
         twin.filter_ = twin.filter
         twin.origin_ = pd.Timestamp(meta["origin"])
         twin.basal_u_per_h_ = meta["basal_u_per_h"]
+        twin.sensor_sd_mg_dl_ = float(meta["sensor_sd_mg_dl"])
         twin.ensemble_ = Ensemble(
             model=model,
             t=float(meta["t"]),

@@ -111,9 +111,7 @@ class Twin:
         self.posterior_ = self.calibrator_.posterior_
         self.filter_ = self.filter if self.filter is not None else _default_filter(self.model)
         self.sensor_sd_mg_dl_ = float(
-            self.sensor_sd_mg_dl
-            if self.sensor_sd_mg_dl is not None
-            else self.filter_.obs_sd_mg_dl
+            self.sensor_sd_mg_dl if self.sensor_sd_mg_dl is not None else self.filter_.obs_sd_mg_dl
         )
         t0 = float(history.minutes(self.origin_)[0])
         self.ensemble_ = self.filter_.init(self.posterior_, t0=t0)

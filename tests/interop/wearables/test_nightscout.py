@@ -236,3 +236,21 @@ def test_invalid_json_names_file_and_line(tmp_path):
     path.write_text('[\n  {"type": "sgv", "sgv": 100,\n   "date": }\n]')
     with pytest.raises(DataFormatError, match=r"entries\.json, line 3, column 12: invalid JSON"):
         read_nightscout(path)
+
+
+def test_newest_first_treatments_with_a_temp_basal_are_not_out_of_order():
+    from medtwin.interop import read_nightscout
+
+    entries = [
+        {"type": "sgv", "sgv": 120 + k, "date": 1_767_225_600_000 + k * 300_000} for k in range(12)
+    ][::-1]
+    treatments = [
+        {"eventType": "Meal Bolus", "created_at": "2026-01-01T00:30:00Z", "carbs": 40, "insulin": 4},
+        {"eventType": "Temp Basal", "created_at": "2026-01-01T00:00:00Z", "absolute": 0.8,
+         "duration": 60},
+    ]  # fmt: skip
+    h = read_nightscout(entries, treatments, basal_u_per_h=1.0)
+    assert not [i for i in h.issues if i.kind == "out_of_order"]
+    assert h.events["kind"].tolist() == ["basal", "carbs", "bolus", "basal"] or (
+        sorted(h.events["time"]) == list(h.events["time"])
+    )

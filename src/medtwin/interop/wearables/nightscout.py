@@ -24,6 +24,7 @@ insulin and carbohydrate are still read).
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -163,7 +164,10 @@ def read_nightscout(
         records = _records(treatments, treatments_name)
         events, sensor, basals = _treatments(records, treatments_name, basal_u_per_h, issues)
         starts += sensor
-        events += _basal_events(basals, basal_u_per_h, issues)
+        # Basal events come from their own pass over the records: merge them in by time so that
+        # only real disorder in the file is reported as out of order.
+        basal_events = _basal_events(basals, basal_u_per_h, issues)
+        events = list(heapq.merge(events, basal_events, key=lambda e: e.time))
 
     return assemble_history(
         readings,

@@ -28,14 +28,14 @@ SENSOR_SD_MG_DL = 12.5
 property a deployment would take from the sensor's accuracy specification."""
 
 
-def update_latency(members: int, repeats: int = 100) -> float:
-    """Median seconds of one EnKF update (5-minute propagation + analysis) after warm-up."""
-    from medtwin.assimilate import EnsembleKalmanFilter
+def update_latency(members: int, kind: str = "ParticleFilter", repeats: int = 100) -> float:
+    """Median seconds of one filter update (5-minute propagation + analysis) after warm-up."""
+    from medtwin import assimilate
     from medtwin.models import UvaPadova2008, load_patients
     from medtwin.simulate import Schedule
 
     vp = load_patients("adult#001")
-    f = EnsembleKalmanFilter(UvaPadova2008, n_members=members, seed=0)
+    f = getattr(assimilate, kind)(UvaPadova2008, n_members=members, seed=0)
     params = {k: float(v[0]) for k, v in vp.params.items()}
     ens = f.init(params, x0={k: float(v[0]) for k, v in vp.x0.items()}, t0=0.0, param_sd=0.2)
     meal = Schedule().meal(0, 50).bolus(0, 5)
@@ -85,7 +85,7 @@ def bench_accuracy(n_patients: int, days: int, fit_days: int, members: int, seed
     """Replay the bench and pool the scores."""
     from tqdm.auto import tqdm
 
-    from medtwin.assimilate import EnsembleKalmanFilter
+    from medtwin.assimilate import ParticleFilter
     from medtwin.models import UvaPadova2008
     from medtwin.twin import Twin, make_bench
     from medtwin.twin.evaluate import replay_patient, summarise
@@ -98,7 +98,7 @@ def bench_accuracy(n_patients: int, days: int, fit_days: int, members: int, seed
                 p,
                 lambda: Twin(
                     UvaPadova2008,
-                    filter=EnsembleKalmanFilter(UvaPadova2008, n_members=members, seed=seed),
+                    filter=ParticleFilter(UvaPadova2008, n_members=members, seed=seed),
                     seed=seed,
                 ),
                 fit_days=fit_days,

@@ -59,14 +59,12 @@ def _detect(path: Path) -> str:
 
 
 def _make_twin(members: int, seed: int) -> Any:
-    from medtwin.assimilate import EnsembleKalmanFilter
+    from medtwin.assimilate import ParticleFilter
     from medtwin.models import UvaPadova2008
     from medtwin.twin import Twin
 
     return Twin(
-        UvaPadova2008,
-        filter=EnsembleKalmanFilter(UvaPadova2008, n_members=members, seed=seed),
-        seed=seed,
+        UvaPadova2008, filter=ParticleFilter(UvaPadova2008, n_members=members, seed=seed), seed=seed
     )
 
 

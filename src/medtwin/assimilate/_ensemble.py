@@ -486,12 +486,19 @@ class _Core:
         return z, theta
 
     def inject_meals(self, key: Any, states: dict[str, Any], trigger: Any) -> tuple[dict, Any]:
-        """Give a random ``meal_fraction`` of members an unlogged meal when ``trigger`` is set."""
+        """Give a random ``meal_fraction`` of members an unlogged meal when ``trigger`` is set.
+
+        Only members whose gut holds less than the largest injected meal are eligible: during a
+        long rise every reading is a surprise, and without that cap the same members would
+        collect meal after meal until they explode.
+        """
         if not self.meal_states or self.meal_fraction <= 0:
             return states, jnp.asarray(0)
         k1, k2 = jax.random.split(key)
         n = states[self.meal_states[0]].shape[0]
-        chosen = (jax.random.uniform(k1, (n,)) < self.meal_fraction) & trigger
+        gut = sum(states[s] for s in self.meal_states)
+        room = gut < self.meal_g[1] * self.meal_scale
+        chosen = (jax.random.uniform(k1, (n,)) < self.meal_fraction) & trigger & room
         grams = jax.random.uniform(k2, (n,), minval=self.meal_g[0], maxval=self.meal_g[1])
         amount = jnp.where(chosen, grams * self.meal_scale / len(self.meal_states), 0.0)
         out = dict(states)

@@ -117,3 +117,30 @@ def test_errors():
 def test_unknown_risk_event(fitted):
     with pytest.raises(ConfigurationError, match="unknown event"):
         fitted.risk("ketoacidosis")
+
+
+class _WithBase(CatalogueCalibrator):
+    """A calibrator that, like MAPEstimator, has params_ besides a posterior of a few."""
+
+    def fit(self, history):
+        self.params_ = dict(self.params) | {"BW": 51.5}
+        self.posterior_ = self
+        return self
+
+    def sample(self, n, seed=0):
+        return {"Vmx": np.full(n, 0.04)}
+
+
+def test_the_calibrators_other_parameters_reach_the_ensemble(patient):
+    from medtwin.models import load_patients
+
+    vp = load_patients(patient.based_on)
+    base = {k: float(v[0]) for k, v in vp.params.items()}
+    h = patient.history
+    twin = Twin(
+        UvaPadova2008,
+        calibrator=_WithBase(base),
+        filter=EnsembleKalmanFilter(UvaPadova2008, estimate=("Vmx",), n_members=20, seed=1),
+    ).fit(h.between(h.start, h.start + pd.Timedelta(hours=2)))
+    assert (twin.ensemble_.params["BW"] == 51.5).all()
+    assert twin.ensemble_.params["kp3"][0] == pytest.approx(base["kp3"])

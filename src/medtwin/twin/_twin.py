@@ -114,7 +114,7 @@ class Twin:
             self.sensor_sd_mg_dl if self.sensor_sd_mg_dl is not None else self.filter_.obs_sd_mg_dl
         )
         t0 = float(history.minutes(self.origin_)[0])
-        self.ensemble_ = self.filter_.init(self.posterior_, t0=t0)
+        self.ensemble_ = self.filter_.init(self._initial_members(), t0=t0)
         self.basal_u_per_h_: float | None = None
         self._pending_events = history.events.iloc[:0]
         self.history_ = PatientHistory.from_frames(
@@ -350,6 +350,19 @@ class Twin:
         return twin
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _initial_members(self) -> Any:
+        """Posterior draws of the estimated parameters on top of the calibrator's other values.
+
+        A posterior covers only the estimated parameters; the rest (the calibrator's base values,
+        a known body weight say) must come along, or the filter would fall back on defaults.
+        """
+        base = getattr(self.calibrator_, "params_", None)
+        if base is None:
+            return self.posterior_
+        n = self.filter_.n_members
+        draws = self.posterior_.sample(n, seed=self.seed)
+        return {k: np.full(n, float(v)) for k, v in base.items()} | dict(draws)
 
     def _segment_schedule(self, start: float) -> Schedule:
         s = Schedule()

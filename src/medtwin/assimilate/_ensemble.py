@@ -267,11 +267,12 @@ class _Core:
                     "parameter that varies"
                 )
             if isinstance(decl.prior, LogNormal):
-                # a random walk may wander, but not beyond 5 population SDs of the prior
+                # a random walk may wander, but not beyond 2.5 population SDs of the prior: further
+                # out lie no patients, and rates fast enough to leave the 1-minute RK4 stable
                 bounds.append(
                     (
-                        math.log(decl.prior.median) - 5 * decl.prior.sigma,
-                        math.log(decl.prior.median) + 5 * decl.prior.sigma,
+                        math.log(decl.prior.median) - 2.5 * decl.prior.sigma,
+                        math.log(decl.prior.median) + 2.5 * decl.prior.sigma,
                     )
                 )
             else:

@@ -88,14 +88,14 @@ def bench_accuracy(n_patients: int, days: int, fit_days: int, members: int, seed
     from medtwin.assimilate import ParticleFilter
     from medtwin.models import UvaPadova2008
     from medtwin.twin import Twin, make_bench
-    from medtwin.twin.evaluate import replay_patient, summarise
+    from medtwin.twin.evaluate import replay, summarise
 
     patients = make_bench(n_patients=n_patients, days=days, seed=seed)
     results = []
     for p in tqdm(patients, desc="replaying bench patients", unit="patient"):
         results.append(
-            replay_patient(
-                p,
+            replay(
+                p.history,
                 lambda: Twin(
                     UvaPadova2008,
                     filter=ParticleFilter(UvaPadova2008, n_members=members, seed=seed),

@@ -30,7 +30,6 @@ __all__ = [
     "ReplayResult",
     "baseline_forecasts",
     "replay",
-    "replay_patient",
     "score_alerts",
     "score_forecasts",
     "summarise",
@@ -220,26 +219,6 @@ def summarise(
         false_alerts=false,
         patient_days=patient_days,
         per_patient=pd.DataFrame(rows),
-    )
-
-
-def replay_patient(
-    patient: BenchPatient,
-    make_twin: Callable[[], Any],
-    *,
-    fit_days: float = 3.0,
-    horizons: Sequence[int] = (30, 60),
-    alert_threshold: float = 0.3,
-    alert_within_min: float = 30.0,
-) -> ReplayResult:
-    """Fit a twin on the first ``fit_days`` of a bench patient, then replay the rest."""
-    return replay(
-        patient.history,
-        make_twin,
-        fit_days=fit_days,
-        horizons=horizons,
-        alert_threshold=alert_threshold,
-        alert_within_min=alert_within_min,
     )
 
 

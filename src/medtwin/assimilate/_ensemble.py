@@ -58,7 +58,11 @@ _MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "meal_mg_per_g": 1000.0,
         # insulin action X = I - Ib cannot fall below -Ib (no negative plasma insulin); a linear
         # analysis could push it there and make glucose uptake negative
-        "valid": lambda x, p: {"X": jnp.maximum(x["X"], -p["Ib"])},
+        # X below -Ib means negative insulin; below -Vm0/Vmx it makes glucose uptake negative,
+        # and such members run away to thousands of mg/dL within half an hour of a forecast.
+        "valid": lambda x, p: {
+            "X": jnp.maximum(x["X"], jnp.maximum(-p["Ib"], -p["Vm0"] / p["Vmx"]))
+        },
     },
 }
 

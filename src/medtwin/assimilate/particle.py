@@ -2,10 +2,10 @@
 
 Members are propagated by the model (with process noise and a log-parameter random walk), then
 reweighted by the Gaussian likelihood of the reading.  When the effective sample size falls below
-``resample_threshold * N`` the ensemble is resampled systematically (Kitagawa 1996) and roughened:
-every component ``j`` of the augmented vector gets independent noise of SD ``K E_j N^(-1/d)``, with
-``E_j`` the range of component ``j`` among the resampled members and ``d`` the dimension, which
-keeps parameters from collapsing onto a few values.
+``resample_threshold * N`` the ensemble is resampled systematically (Kitagawa 1996) and its
+estimated (log) parameters roughened: each gets independent noise of SD ``K E_j N^(-1/d)``, with
+``E_j`` its range among the resampled members and ``d`` the number of estimated parameters, which
+keeps them from collapsing onto a few values.
 """
 
 from __future__ import annotations
@@ -59,13 +59,15 @@ def _pf_analysis(threshold: float, roughening: float) -> Any:
         ess = 1.0 / jnp.sum(w**2)
         resample = ess < threshold * n
         idx = jnp.where(resample, systematic_resample(k_res, w), jnp.arange(n))
-        a = jnp.concatenate([z, theta], axis=1)[idx]
-        spread = a.max(axis=0) - a.min(axis=0)
-        sd = roughening * spread * n ** (-1.0 / a.shape[1])
-        a = a + jnp.where(resample, 1.0, 0.0) * sd * jax.random.normal(k_rough, a.shape)
+        z, theta = z[idx], theta[idx]
+        # Roughen the static parameters only: the states already get process noise when they are
+        # propagated, and roughening weakly observed states (the gut) by their own range lets
+        # that range grow every resampling, without bound.
+        spread = theta.max(axis=0) - theta.min(axis=0)
+        sd = roughening * spread * n ** (-1.0 / max(theta.shape[1], 1))
+        theta = theta + jnp.where(resample, 1.0, 0.0) * sd * jax.random.normal(k_rough, theta.shape)
         new_w = jnp.where(resample, 1.0 / n, w)
-        k = z.shape[1]
-        return a[:, :k], a[:, k:], new_w, idx, ess, resample
+        return z, theta, new_w, idx, ess, resample
 
     return analysis
 

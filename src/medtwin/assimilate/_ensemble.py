@@ -44,6 +44,9 @@ _TINY = 1e-12
 # Per-model defaults: transforms (name -> (kind, scale)), process noise (sd per sqrt(hour) in the
 # transformed space) and where an unannounced meal lands.  A model without an entry gets linear
 # transforms, no process noise and no meal injection; every setting can be given explicitly.
+_MAX_GUT_MG = 200_000.0
+"""Cap on each gut compartment of a UVA/Padova member (mg of glucose)."""
+
 _MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "UvaPadova2008": {
         "transforms": {
@@ -60,8 +63,13 @@ _MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         # analysis could push it there and make glucose uptake negative
         # X below -Ib means negative insulin; below -Vm0/Vmx it makes glucose uptake negative,
         # and such members run away to thousands of mg/dL within half an hour of a forecast.
+        # The gut is barely observed, so process noise lets it random-walk in log space; no one
+        # carries more than a few hundred grams of carbohydrate (cap: 200 g per compartment).
         "valid": lambda x, p: {
-            "X": jnp.maximum(x["X"], jnp.maximum(-p["Ib"], -p["Vm0"] / p["Vmx"]))
+            "X": jnp.maximum(x["X"], jnp.maximum(-p["Ib"], -p["Vm0"] / p["Vmx"])),
+            "Qsto1": jnp.minimum(x["Qsto1"], _MAX_GUT_MG),
+            "Qsto2": jnp.minimum(x["Qsto2"], _MAX_GUT_MG),
+            "Qgut": jnp.minimum(x["Qgut"], _MAX_GUT_MG),
         },
     },
 }

@@ -448,6 +448,11 @@ class _Core:
 
     # -- the jitted pieces ----------------------------------------------------------------------
 
+    @property
+    def inflatable(self) -> Any:
+        """Per updated state: whether adaptive inflation stretches it (not the log1p gut)."""
+        return jnp.asarray([kind != _LOG1P for kind, _ in self.transforms])
+
     def to_z(self, states: Mapping[str, Any]) -> Any:
         cols = []
         for s, (kind, scale) in zip(self.updated, self.transforms, strict=True):
@@ -632,7 +637,11 @@ def build_step(core: _Core, analysis: Analysis | None) -> Callable[..., Any]:
             meal_trigger = jnp.asarray(False)
         else:
             z_mean = weights @ z
-            z = z_mean + lam * (z - z_mean)
+            # Inflate every state but the gut (log1p-transformed): stretching its log-spread by up
+            # to 3x on each surprising reading compounds into kilograms of carbohydrate; the
+            # unannounced-meal injection below is how the gut answers a surprise.
+            stretch = jnp.where(core.inflatable, lam, 1.0)
+            z = z_mean + stretch * (z - z_mean)
             t_mean = weights @ theta
             theta = t_mean + core.inflation * (theta - t_mean)
             y = core.observe(z, theta, states, params)

@@ -400,8 +400,8 @@ def _default_calibrator(model: AbstractModel) -> Any:
 
 
 def _default_filter(model: AbstractModel) -> Any:
-    # The particle filter: on the bench the EnKF's linear analysis sent a few members of a
-    # strongly nonlinear patient (fast absorption) into runaway glucose; the PF does not.
+    # The particle filter: no linear analysis step to push a nonlinear model's states into
+    # regions no patient visits; on the bench it was the more robust of the two.
     from medtwin.assimilate import ParticleFilter
 
     return ParticleFilter(type(model))

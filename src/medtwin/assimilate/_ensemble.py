@@ -737,3 +737,29 @@ def _jsonable(settings: Mapping[str, Any]) -> dict[str, Any]:
             v = {str(a): (list(b) if isinstance(b, tuple) else b) for a, b in v.items()}
         out[k] = v
     return out
+
+
+class FilterSettings:
+    """What every ensemble filter reports about itself (a mixin over its ``_core``)."""
+
+    _core: _Core
+    _settings: dict[str, Any]
+
+    @property
+    def model(self) -> type[AbstractModel]:
+        """The model class."""
+        return self._core.model
+
+    @property
+    def n_members(self) -> int:
+        """The ensemble size N."""
+        return self._core.n_members
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor's settings (without the model), for saving a twin; JSON-compatible."""
+        return _jsonable(self._settings)
+
+    @property
+    def obs_sd_mg_dl(self) -> float:
+        """Standard deviation of the sensor's error assumed by the analysis."""
+        return self._core.obs_sd

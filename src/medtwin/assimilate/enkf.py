@@ -21,8 +21,8 @@ import jax.numpy as jnp
 
 from medtwin.assimilate._ensemble import (
     Ensemble,
+    FilterSettings,
     _Core,
-    _jsonable,
     build_step,
     cached_step,
     check_reading,
@@ -54,7 +54,7 @@ def _enkf_analysis(
 
 
 @final
-class EnsembleKalmanFilter:
+class EnsembleKalmanFilter(FilterSettings):
     """Stochastic ensemble Kalman filter over the batched engine, states and parameters jointly.
 
     Parameters
@@ -144,25 +144,6 @@ class EnsembleKalmanFilter:
             transforms=transforms,
             solver=solver,
         )
-
-    @property
-    def model(self) -> type[AbstractModel]:
-        """The model class."""
-        return self._core.model
-
-    @property
-    def n_members(self) -> int:
-        """The ensemble size N."""
-        return self._core.n_members
-
-    def settings(self) -> dict[str, Any]:
-        """The constructor's settings (without the model), for saving a twin; JSON-compatible."""
-        return _jsonable(self._settings)
-
-    @property
-    def obs_sd_mg_dl(self) -> float:
-        """Standard deviation of the sensor's error assumed by the analysis."""
-        return self._core.obs_sd
 
     def init(
         self,

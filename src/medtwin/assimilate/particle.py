@@ -18,8 +18,8 @@ import jax.numpy as jnp
 
 from medtwin.assimilate._ensemble import (
     Ensemble,
+    FilterSettings,
     _Core,
-    _jsonable,
     build_step,
     cached_step,
     check_reading,
@@ -73,7 +73,7 @@ def _pf_analysis(threshold: float, roughening: float) -> Any:
 
 
 @final
-class ParticleFilter:
+class ParticleFilter(FilterSettings):
     """Bootstrap particle filter over the batched engine, states and parameters jointly.
 
     Takes the same settings as :class:`~medtwin.assimilate.EnsembleKalmanFilter`, plus
@@ -153,25 +153,6 @@ class ParticleFilter:
         self._resample_threshold = float(resample_threshold)
         self._roughening = float(roughening)
         self.ess_: float | None = None
-
-    @property
-    def model(self) -> type[AbstractModel]:
-        """The model class."""
-        return self._core.model
-
-    @property
-    def n_members(self) -> int:
-        """The ensemble size N."""
-        return self._core.n_members
-
-    def settings(self) -> dict[str, Any]:
-        """The constructor's settings (without the model), for saving a twin; JSON-compatible."""
-        return _jsonable(self._settings)
-
-    @property
-    def obs_sd_mg_dl(self) -> float:
-        """Standard deviation of the sensor's error assumed by the analysis."""
-        return self._core.obs_sd
 
     def init(
         self,

@@ -12,17 +12,29 @@ the nearest builtin so that ``except ValueError`` keeps working for callers who 
     ├── UnknownPatientError(KeyError)     a virtual patient name or index that does not exist
     ├── SimulationError(RuntimeError)     the integration produced non-finite values
     ├── NotCalibratedError(RuntimeError)  a fitted result was asked for before fit()
-    └── ConfigurationError(ValueError)    an invalid setting (solver, sensor, controller, file)
+    ├── ConfigurationError(ValueError)    an invalid setting (solver, sensor, controller, file)
+    ├── FHIRValidationError(DataFormatError)  a FHIR resource or Bundle that fails validation
+    ├── ConflictError(ValueError)         a write that contradicts what is stored (same id, other data)
+    ├── NotFoundError(LookupError)        a stored patient, twin, alert or user that does not exist
+    ├── AuthenticationError(PermissionError)  no, expired or wrongly signed credentials
+    ├── AuthorizationError(PermissionError)   valid credentials without the right to this access
+    └── AuditChainError(RuntimeError)     the audit log's hash chain does not verify
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuditChainError",
+    "AuthenticationError",
+    "AuthorizationError",
     "ConfigurationError",
+    "ConflictError",
     "DataFormatError",
+    "FHIRValidationError",
     "MedtwinError",
     "ModelDefinitionError",
     "NotCalibratedError",
+    "NotFoundError",
     "ParameterError",
     "ScheduleError",
     "SimulationError",
@@ -76,3 +88,34 @@ class NotCalibratedError(MedtwinError, RuntimeError):
 
 class ConfigurationError(MedtwinError, ValueError):
     """An invalid setting: solver step, sensor, controller, output period or input file."""
+
+
+class FHIRValidationError(DataFormatError):
+    """A FHIR resource or Bundle failed validation; ``outcome`` is the OperationOutcome (a dict).
+
+    Each OperationOutcome issue names the element in ``expression`` (``Observation.status``).
+    """
+
+    def __init__(self, message: str, outcome: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+class ConflictError(MedtwinError, ValueError):
+    """A write contradicts what is stored: the same id or message id with different content."""
+
+
+class NotFoundError(MedtwinError, LookupError):
+    """A stored patient, device, twin, alert or user does not exist."""
+
+
+class AuthenticationError(MedtwinError, PermissionError):
+    """Credentials are missing, wrong, expired or wrongly signed."""
+
+
+class AuthorizationError(MedtwinError, PermissionError):
+    """Valid credentials that do not grant this access (scope, role or care team)."""
+
+
+class AuditChainError(MedtwinError, RuntimeError):
+    """The audit log's hash chain does not verify: a record was edited, removed or reordered."""

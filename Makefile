@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast check lint typecheck bench bench-twin reference clean
+.PHONY: run test test-fast check lint typecheck bench bench-twin bench-service reference clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "medtwin needs Python >= 3.11 (set PYTHON=python3.11)"; exit 1; }
@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## run: the main job on the embedded default (demo simulation + report in out/)
+## run: the service on http://127.0.0.1:8000 (embedded SQLite) with a dozen live demo patients
 run: $(STAMP)
-	$(BIN)/medtwin demo --out out/demo
+	$(BIN)/medtwin serve --demo
 
 ## test: the whole test suite
 test: $(STAMP)
@@ -43,10 +43,14 @@ bench: $(STAMP)
 bench-twin: $(STAMP)
 	$(BIN)/python benchmarks/twin.py
 
+## bench-service: ingestion throughput (FHIR, light path, MQTT) on SQLite and PostgreSQL
+bench-service: $(STAMP)
+	$(BIN)/python benchmarks/service.py
+
 ## reference: regenerate the simglucose reference trajectories (own venv)
 reference:
 	bash tools/simglucose_venv.sh
 	.venv-simglucose/bin/python tools/simglucose_reference.py
 
 clean:
-	rm -rf $(VENV) .venv-simglucose .pytest_cache .mypy_cache .ruff_cache out
+	rm -rf $(VENV) .venv-simglucose .pytest_cache .mypy_cache .ruff_cache out medtwin-data

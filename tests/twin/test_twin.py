@@ -90,6 +90,26 @@ def test_save_and_load_restore_the_same_forecast(fitted, tmp_path):
     assert restored.now == fitted.now
 
 
+def test_bytes_round_trip_and_garbage_is_refused(fitted):
+    restored = Twin.from_bytes(fitted.to_bytes())
+    a = fitted.forecast(30, with_sensor_noise=False)
+    np.testing.assert_array_equal(a.members, restored.forecast(30, with_sensor_noise=False).members)
+    with pytest.raises(ConfigurationError, match="not a saved medtwin twin"):
+        Twin.from_bytes(b"not a twin", name="blob")
+
+
+def test_a_twin_started_from_the_prior_is_usable_at_once(patient):
+    from medtwin.assimilate import ParticleFilter
+    from medtwin.calibrate import PriorCalibrator
+
+    h = patient.history
+    first_hours = h.between(h.start, h.start + pd.Timedelta(hours=2))
+    twin = Twin(calibrator=PriorCalibrator(), filter=ParticleFilter(n_members=50)).fit(first_hours)
+    fc = twin.forecast(60)
+    assert np.isfinite(fc.median).all()
+    assert twin.posterior_.names == ("Vmx", "kp3", "kp1", "kabs")
+
+
 def test_observe_is_idempotent_for_resubmitted_readings(patient, fitted, tmp_path):
     twin = Twin.load(fitted.save(tmp_path / "t.npz"))
     h = patient.history

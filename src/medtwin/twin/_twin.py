@@ -12,6 +12,7 @@ Time inside a twin is minutes since its ``origin`` (the first data it was fitted
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -280,8 +281,13 @@ class Twin:
 
         :meth:`load` restores a twin whose forecasts are identical to this one's.
         """
-        self._check_fitted()
         path = Path(path)
+        path.write_bytes(self.to_bytes())
+        return path
+
+    def to_bytes(self) -> bytes:
+        """The twin as bytes (the ``.npz`` that :meth:`save` writes; a service stores these)."""
+        self._check_fitted()
         ens = self.ensemble_
         arrays: dict[str, Any] = {f"state__{k}": np.asarray(v) for k, v in ens.states.items()}
         arrays |= {f"param__{k}": np.asarray(v) for k, v in ens.params.items()}
@@ -300,22 +306,32 @@ class Twin:
             "filter_settings": getattr(self.filter_, "settings", dict)(),
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        with path.open("wb") as fh:
-            np.savez(fh, **arrays)
-        return path
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
 
     @classmethod
     def load(cls, path: str | Path) -> Twin:
         """Restore a twin written by :meth:`save` (ready to observe and forecast)."""
+        try:
+            blob = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"{path}: cannot read a saved twin ({exc})") from None
+        return cls.from_bytes(blob, name=str(path))
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, *, name: str = "twin") -> Twin:
+        """Restore a twin from :meth:`to_bytes` output; ``name`` labels error messages."""
         from medtwin import assimilate
         from medtwin.assimilate import Ensemble
         from medtwin.models import ALL_MODELS
 
+        path = name
         try:
-            with np.load(Path(path)) as data:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
             meta = json.loads(arrays.pop("meta").tobytes().decode())
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError) as exc:
             raise ConfigurationError(f"{path}: not a saved medtwin twin ({exc})") from None
         if meta.get("format") != "medtwin-twin/1":
             raise ConfigurationError(f"{path}: unknown twin format {meta.get('format')!r}")

@@ -26,6 +26,12 @@ PACKAGES = [
     "medtwin.devices",
     "medtwin.control",
     "medtwin.metrics",
+    "medtwin.records",
+    "medtwin.security",
+    "medtwin.store",
+    "medtwin.interop.fhir",
+    "medtwin.api",
+    "medtwin.web",
 ]
 
 

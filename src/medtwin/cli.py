@@ -986,14 +986,15 @@ def run_demo(folder: Path, *, echo: bool = True) -> dict[str, Path]:
     return paths
 
 
-if __name__ == "__main__":  # pragma: no cover
-    app()
-
-
 def _register_subcommands() -> None:
+    from medtwin._cli_service import register
     from medtwin._cli_twin import twin_app
 
     app.add_typer(twin_app, name="twin")
+    register(app)
 
 
 _register_subcommands()
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -9,7 +9,9 @@ from medtwin.errors import DataFormatError, MedtwinError
 from tests.test_public_api import _ruff_order
 
 
-@pytest.mark.parametrize("name", ["medtwin.interop", "medtwin.interop.wearables"])
+@pytest.mark.parametrize(
+    "name", ["medtwin.interop", "medtwin.interop.wearables", "medtwin.interop.fhir"]
+)
 def test_all_sorted_resolves_and_documented(name):
     mod = importlib.import_module(name)
     assert list(mod.__all__) == sorted(mod.__all__, key=_ruff_order)

@@ -755,6 +755,11 @@ class FilterSettings:
         """The ensemble size N."""
         return self._core.n_members
 
+    @property
+    def estimate(self) -> tuple[str, ...]:
+        """The parameters the filter estimates jointly with the state."""
+        return tuple(self._core.estimate)
+
     def settings(self) -> dict[str, Any]:
         """The constructor's settings (without the model), for saving a twin; JSON-compatible."""
         return _jsonable(self._settings)

@@ -1,11 +1,13 @@
 """Translation at the boundary: outside formats in, validated medtwin objects out.
 
 Only this package knows file formats and their units; everything above it sees UTC times, mg/dL,
-U, U/h and g.  Wearable and CGM readers live in :mod:`medtwin.interop.wearables`.
+U, U/h and g.  Wearable and CGM readers live in :mod:`medtwin.interop.wearables`; FHIR R4 validation,
+import to records and export of the twins' outputs in :mod:`medtwin.interop.fhir`.
 """
 
 from __future__ import annotations
 
+from medtwin.interop import fhir
 from medtwin.interop.wearables import (
     read_clarity,
     read_csv,
@@ -13,4 +15,4 @@ from medtwin.interop.wearables import (
     read_nightscout,
 )
 
-__all__ = ["read_clarity", "read_csv", "read_fhir_observations", "read_nightscout"]
+__all__ = ["fhir", "read_clarity", "read_csv", "read_fhir_observations", "read_nightscout"]

@@ -1,0 +1,420 @@
+"""The twins the service hosts: each stored CGM reading updates its patient's twin.
+
+Ingestion (HTTP, MQTT, FHIR, Nightscout) commits readings to the store first and then calls
+:meth:`TwinHost.submit`; a worker thread takes each patient with new readings, assimilates them
+all in one ``observe`` (readings that arrive while the twin is busy coalesce), computes the risks,
+stores and pushes alerts, and pushes the update to WebSocket subscribers.  A twin is created when
+a patient first has an hour of CGM: it starts from the population prior
+(:class:`~medtwin.calibrate.PriorCalibrator`) and its particle filter personalises the parameters
+as readings arrive.  Twins are saved to the store every ``save_every`` updates and on shutdown; a
+restarted service restores each twin and replays the readings stored since it was saved.
+
+Alerts are edge-triggered: one alert when a risk rises through the threshold, a new one only after
+it has fallen below it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medtwin.api._broadcast import Broadcaster
+from medtwin.api._settings import Settings
+from medtwin.assimilate import ParticleFilter
+from medtwin.calibrate import PriorCalibrator
+from medtwin.errors import ConfigurationError, NotFoundError
+from medtwin.history import PatientHistory
+from medtwin.models import UvaPadova2008
+from medtwin.records import AlertRecord
+from medtwin.simulate import Schedule
+from medtwin.twin import Forecast, Twin
+
+__all__ = ["RISKS", "RiskSpec", "TwinHost", "alert_json", "trend_arrow"]
+
+log = logging.getLogger("medtwin.host")
+
+CGM = "99504-3"
+MIN_READINGS = 12
+"""A twin needs an hour of 5-minute CGM readings before it starts."""
+HISTORY_DAYS = 3
+MAX_GAP = pd.Timedelta(hours=12)
+"""A gap in the readings after which a twin restarts from the recent readings."""
+
+
+@dataclass(frozen=True, slots=True)
+class RiskSpec:
+    """A risk the host watches: probability of crossing a threshold within a window."""
+
+    kind: str
+    below: float | None
+    above: float | None
+    window_min: float
+
+
+RISKS = (
+    RiskSpec("hypoglycaemia", 70.0, None, 30.0),
+    RiskSpec("hyperglycaemia", None, 250.0, 60.0),
+)
+
+
+class TwinHost:
+    """Keeps one twin per monitored patient in sync with the store (see the module docstring)."""
+
+    def __init__(self, store: Any, broadcaster: Broadcaster, settings: Settings) -> None:
+        self.store = store
+        self.broadcaster = broadcaster
+        self.settings = settings
+        self.model = UvaPadova2008()
+        self._twins: dict[str, Twin] = {}
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._pending: dict[str, list[float]] = {}
+        self._pending_lock = threading.Lock()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._updates: defaultdict[str, int] = defaultdict(int)
+        self._above: dict[tuple[str, str], bool] = {}
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._workers: list[threading.Thread] = []
+        self._idle = threading.Condition()
+        self._busy = 0
+        self.latencies_s: deque[float] = deque(maxlen=100_000)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, n_workers: int = 1) -> None:
+        """Start the worker threads."""
+        for i in range(n_workers):
+            worker = threading.Thread(target=self._work, name=f"medtwin-twins-{i}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+
+    def stop(self, *, save: bool = True) -> None:
+        """Finish queued work, stop the workers and save every twin."""
+        for _ in self._workers:
+            self._queue.put(None)
+        for worker in self._workers:
+            worker.join(timeout=30)
+        self._workers.clear()
+        if save:
+            for patient_id in list(self._twins):
+                with self._locks[patient_id]:
+                    self._save(patient_id)
+
+    def submit(self, patient_id: str, n_readings: int = 1) -> None:
+        """Tell the host that readings of ``patient_id`` were stored (returns at once)."""
+        stamp = time.perf_counter()
+        with self._pending_lock:
+            first = patient_id not in self._pending
+            self._pending.setdefault(patient_id, []).extend([stamp] * max(n_readings, 1))
+        with self._idle:
+            self._busy += 1 if first else 0
+        if first:
+            self._queue.put(patient_id)
+
+    def wait_idle(self, timeout_s: float = 30.0) -> bool:
+        """Block until every submitted reading has been assimilated (for tests and the demo)."""
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    # -- what the API asks ---------------------------------------------------------------------
+
+    def twin(self, patient_id: str) -> Twin:
+        """The patient's twin (restored from the store if needed); NotFoundError if none yet."""
+        with self._locks[patient_id]:
+            twin = self._twins.get(patient_id) or self._restore(patient_id)
+        if twin is None:
+            raise NotFoundError(
+                f"patient {patient_id!r} has no twin yet: it starts after {MIN_READINGS} CGM "
+                "readings (an hour)"
+            )
+        return twin
+
+    def latest(self, patient_id: str) -> dict[str, Any] | None:
+        """The last update pushed for the patient (glucose, trend, risks), if any."""
+        return self._latest.get(patient_id)
+
+    def forecast(
+        self, patient_id: str, horizon_min: float = 240.0, scenario: Schedule | None = None
+    ) -> Forecast:
+        """The twin's forecast from now (see :meth:`medtwin.twin.Twin.forecast`)."""
+        twin = self.twin(patient_id)
+        with self._locks[patient_id]:
+            return twin.forecast(horizon_min, scenario)
+
+    def risks(self, patient_id: str) -> dict[str, float]:
+        """Probability of each watched risk within its window."""
+        twin = self.twin(patient_id)
+        with self._locks[patient_id]:
+            return _risks(twin)
+
+    def risk(
+        self,
+        patient_id: str,
+        event: str,
+        *,
+        within_min: float,
+        below: float | None = None,
+        above: float | None = None,
+    ) -> float:
+        """Probability of one event (see :meth:`medtwin.twin.Twin.risk`)."""
+        twin = self.twin(patient_id)
+        with self._locks[patient_id]:
+            return twin.risk(event, below=below, above=above, within_min=within_min)
+
+    def compare(
+        self, patient_id: str, scenarios: Mapping[str, Schedule | None], horizon_min: float
+    ) -> pd.DataFrame:
+        """What-if scenarios side by side (see :meth:`medtwin.twin.Twin.compare`)."""
+        twin = self.twin(patient_id)
+        with self._locks[patient_id]:
+            return twin.compare(scenarios, horizon_min)
+
+    # -- the worker ------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            patient_id = self._queue.get()
+            if patient_id is None:
+                return
+            with self._pending_lock:
+                stamps = self._pending.pop(patient_id, [])
+            try:
+                with self._locks[patient_id]:
+                    self._update(patient_id)
+            except Exception:  # one patient's failure must not stop the others' twins
+                log.exception("twin update failed for patient %s", patient_id)
+            finally:
+                done = time.perf_counter()
+                self.latencies_s.extend(done - s for s in stamps)
+                with self._idle:
+                    self._busy -= 1
+                    self._idle.notify_all()
+
+    def _update(self, patient_id: str) -> None:
+        twin = self._twins.get(patient_id) or self._restore(patient_id)
+        if twin is None:
+            twin = self._create(patient_id)
+            if twin is None:
+                return
+            advanced = True
+        else:
+            before = float(twin.ensemble_.t)
+            since = twin.now.to_pydatetime()
+            new = self._history(patient_id, since - timedelta(minutes=1))
+            if len(new.cgm) and new.cgm["time"].iloc[-1] - twin.now > MAX_GAP:
+                # After a long gap (a sensor off for days) the twin's state says nothing about
+                # now: start again from the recent readings instead of integrating the gap.
+                log.info("patient %s: %s without readings; restarting the twin", patient_id,
+                         new.cgm["time"].iloc[-1] - twin.now)  # fmt: skip
+                restarted = self._create(patient_id)
+                if restarted is None:
+                    return
+                twin, before = restarted, -np.inf
+            elif len(new.cgm):
+                twin.observe(new)
+            # The model's clock counts whole minutes: readings within the same minute as the
+            # last one are stored but leave the twin (and so its risks) as they were.
+            advanced = float(twin.ensemble_.t) > before
+        self._twins[patient_id] = twin
+        self._updates[patient_id] += 1
+        if self._updates[patient_id] % self.settings.save_every == 0:
+            self._save(patient_id)
+        self._publish(patient_id, twin, advanced)
+
+    def _publish(self, patient_id: str, twin: Twin, advanced: bool = True) -> None:
+        previous = self._latest.get(patient_id)
+        risks = _risks(twin) if advanced or previous is None else dict(previous["risks"])
+        cgm = twin.history_.cgm
+        recent = self.store.observations_frame(
+            patient_id, code=CGM, start=(twin.now - pd.Timedelta(minutes=20)).to_pydatetime()
+        )
+        glucose = float(recent["value"].iloc[-1]) if len(recent) else float("nan")
+        trend = _trend(recent)
+        update = {
+            "type": "update",
+            "patient_id": patient_id,
+            "time": twin.now.isoformat(),
+            "glucose_mg_dl": None if np.isnan(glucose) else glucose,
+            "trend_mg_dl_per_min": trend,
+            "risks": risks,
+            "n_readings": len(cgm),
+        }
+        self._latest[patient_id] = update
+        self.broadcaster.publish(patient_id, update)
+        if not advanced:
+            return
+        for spec in RISKS:
+            p = risks[spec.kind]
+            key = (patient_id, spec.kind)
+            above = p >= self.settings.alert_threshold
+            if above and not self._above.get(key, False):
+                self._raise_alert(patient_id, twin, spec, p)
+            self._above[key] = above
+
+    def _raise_alert(self, patient_id: str, twin: Twin, spec: RiskSpec, p: float) -> None:
+        level = (
+            f"below {spec.below:g} mg/dL"
+            if spec.below is not None
+            else f"above {spec.above:g} mg/dL"
+        )
+        alert = self.store.add_alert(
+            AlertRecord(
+                patient_id=patient_id,
+                time=twin.now.to_pydatetime(),
+                kind=spec.kind,
+                probability=round(p, 4),
+                threshold=self.settings.alert_threshold,
+                window_min=spec.window_min,
+                model=type(twin.model).__name__,
+                message=(
+                    f"{spec.kind}: {100 * p:.0f}% probability of glucose {level} within "
+                    f"{spec.window_min:g} min"
+                ),
+            )
+        )
+        self.broadcaster.publish(patient_id, {"type": "alert", **alert_json(alert)})
+
+    # -- creating, saving and restoring twins --------------------------------------------------
+
+    def _history(self, patient_id: str, since: datetime) -> PatientHistory:
+        obs = self.store.observations_frame(patient_id, code=CGM, start=since)
+        cgm = pd.DataFrame(
+            {"time": pd.to_datetime(obs["time"], utc=True), "glucose_mg_dl": obs["value"]}
+        )
+        events = [
+            e for e in self.store.events(patient_id, start=since) if e.kind in _TWIN_EVENT_KINDS
+        ]
+        frame = pd.DataFrame(
+            {
+                "time": pd.to_datetime([e.time for e in events], utc=True),
+                "kind": [e.kind for e in events],
+                "value": [float(e.value) for e in events],
+            }
+        )
+        return PatientHistory.from_frames(cgm, frame, patient_id=patient_id, source="store")
+
+    def _create(self, patient_id: str) -> Twin | None:
+        since = datetime.now(UTC) - timedelta(days=3650)
+        history = self._history(patient_id, since)
+        if len(history.cgm) < MIN_READINGS:
+            return None
+        last = history.cgm["time"].iloc[-1]
+        # the readings since the last gap longer than MAX_GAP, at most HISTORY_DAYS of them
+        times = history.cgm["time"]
+        gaps = times.diff() > MAX_GAP
+        first = times[gaps].iloc[-1] if gaps.any() else times.iloc[0]
+        first = max(first, last - pd.Timedelta(days=HISTORY_DAYS))
+        events = history.events
+        basal = events[(events["kind"] == "basal") & (events["time"] < first)].tail(1)
+        history = history.between(first, last + pd.Timedelta(1))
+        if len(history.cgm) < MIN_READINGS:
+            return None
+        if len(basal):  # the basal rate in force when the window starts
+            carried = basal.assign(time=first)
+            history = PatientHistory.from_frames(
+                history.cgm, pd.concat([carried, history.events], ignore_index=True),
+                patient_id=patient_id, source="store",
+            )  # fmt: skip
+        seed = int.from_bytes(hashlib.sha256(patient_id.encode()).digest()[:4], "big")
+        twin = Twin(
+            self.model,
+            calibrator=PriorCalibrator(self.model),
+            filter=ParticleFilter(self.model, n_members=self.settings.n_members, seed=seed),
+            seed=seed,
+        )
+        twin.fit(history)
+        log.info("twin started for patient %s from %d readings", patient_id, len(history.cgm))
+        return twin
+
+    def _save(self, patient_id: str) -> None:
+        twin = self._twins.get(patient_id)
+        if twin is not None:
+            self.store.save_twin(
+                patient_id,
+                twin.to_bytes(),
+                model=type(twin.model).__name__,
+                as_of=twin.now.to_pydatetime(),
+            )
+
+    def _restore(self, patient_id: str) -> Twin | None:
+        blob = self.store.load_twin(patient_id)
+        if blob is None:
+            return None
+        try:
+            twin = Twin.from_bytes(blob, name=f"twin of patient {patient_id}")
+        except ConfigurationError:
+            log.exception("stored twin of %s cannot be read; starting a new one", patient_id)
+            return None
+        new = self._history(patient_id, twin.now.to_pydatetime())
+        if len(new.cgm) and new.cgm["time"].iloc[-1] - twin.now > MAX_GAP:
+            return None  # too old to continue from: _update starts a new twin
+        if len(new.cgm):
+            twin.observe(new)
+        self._twins[patient_id] = twin
+        return twin
+
+
+_TWIN_EVENT_KINDS = frozenset({"bolus", "basal", "carbs"})
+
+
+def _risks(twin: Twin) -> dict[str, float]:
+    return {
+        spec.kind: round(
+            twin.risk(spec.kind, below=spec.below, above=spec.above, within_min=spec.window_min), 4
+        )
+        for spec in RISKS
+    }
+
+
+def _trend(recent: pd.DataFrame) -> float | None:
+    """Rate of change over the last 15-20 minutes (mg/dL/min), as a CGM's trend arrow shows it."""
+    if len(recent) < 2:
+        return None
+    t = pd.to_datetime(recent["time"], utc=True)
+    minutes = (t - t.iloc[0]).dt.total_seconds().to_numpy() / 60.0
+    if minutes[-1] < 5:
+        return None
+    slope = np.polyfit(minutes, recent["value"].to_numpy(float), 1)[0]
+    return round(float(slope), 2)
+
+
+def alert_json(alert: AlertRecord) -> dict[str, Any]:
+    """An alert as the API and WebSocket messages show it."""
+    return {
+        "id": alert.id,
+        "patient_id": alert.patient_id,
+        "time": alert.time.isoformat(),
+        "kind": alert.kind,
+        "probability": alert.probability,
+        "threshold": alert.threshold,
+        "window_min": alert.window_min,
+        "model": alert.model,
+        "message": alert.message,
+        "acknowledged_by": alert.acknowledged_by,
+    }
+
+
+def trend_arrow(slope: float | None) -> str:
+    """Dexcom-style arrow for a rate of change in mg/dL/min."""
+    if slope is None:
+        return ""
+    for limit, arrow in ((-3, "⇊"), (-2, "↓"), (-1, "↘"), (1, "→"), (2, "↗"), (3, "↑")):
+        if slope < limit:
+            return arrow
+    return "⇈"

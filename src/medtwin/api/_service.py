@@ -1,0 +1,224 @@
+"""The running service: store, keys, tokens, hosted twins and live updates in one object.
+
+Every ingestion path (HTTP batches, the MQTT bridge, Nightscout uploads, FHIR Bundles, the demo's
+virtual devices) goes through :meth:`Service.ingest_readings` or :meth:`Service.ingest_records`:
+the store commits first (atomic, idempotent), then the hosted twins are told.  A reading the
+service acknowledged is therefore on disk before the acknowledgement leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from medtwin.api._broadcast import Broadcaster
+from medtwin.api._host import CGM, TwinHost
+from medtwin.api._settings import Settings
+from medtwin.errors import AuthorizationError, ConfigurationError, DataFormatError, NotFoundError
+from medtwin.records import (
+    ConditionRecord,
+    DeviceRecord,
+    EventRecord,
+    ObservationRecord,
+    PatientRecord,
+)
+from medtwin.security import (
+    ROLE_SCOPES,
+    Keyring,
+    Principal,
+    Role,
+    TokenIssuer,
+    authorize,
+    generate_password,
+)
+from medtwin.store import Store
+
+__all__ = ["DEVICE_TOKEN_TTL_S", "MAX_AHEAD", "Service"]
+
+MAX_AHEAD = timedelta(hours=1)
+"""How far ahead of the server's clock a measurement may be dated (device clocks drift)."""
+
+DEVICE_TOKEN_TTL_S = 365 * 86400
+"""A device token lasts a year (a sensor is not there to log in again); revoke by key rotation."""
+
+log = logging.getLogger("medtwin.service")
+
+
+@dataclass(eq=False)
+class Service:
+    """What the API's requests work with (``app.state.service``)."""
+
+    settings: Settings
+    store: Store
+    keyring: Keyring
+    tokens: TokenIssuer
+    broadcaster: Broadcaster
+    host: TwinHost
+    extras: dict[str, Any] = field(default_factory=dict)
+    _devices: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, settings: Settings, *, create_key: bool = True) -> Service:
+        """Open the store (migrating it) with the key file, creating the key when allowed."""
+        path = settings.key_path
+        if not path.exists():
+            if not create_key:
+                raise ConfigurationError(
+                    f"no key file at {path}: create one with `medtwin keygen {path}` and keep it "
+                    "outside the database's backups (MEDTWIN_KEY_FILE)"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Keyring.create_file(path)
+            log.warning(
+                "created a new master key at %s: back it up, separately from the data", path
+            )
+        keyring = Keyring.from_file(path)
+        url = settings.database_url
+        if url is None:
+            settings.home.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{(settings.home / 'medtwin.db').resolve()}"
+        store = Store.open(url, keyring=keyring)
+        broadcaster = Broadcaster()
+        host = TwinHost(store, broadcaster, settings)
+        tokens = TokenIssuer(keyring.token_key, ttl_s=settings.token_ttl_s)
+        return cls(settings, store, keyring, tokens, broadcaster, host)
+
+    def start(self) -> None:
+        """Start the hosted twins' workers (``settings.workers`` threads)."""
+        self.host.start(self.settings.workers)
+
+    def close(self) -> None:
+        """Stop the workers (saving every twin) and release the store."""
+        self.host.stop(save=True)
+        self.store.close()
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    def bootstrap_admin(self, username: str = "admin") -> str | None:
+        """On a store with no users: create ``username`` (admin) and return its password, once.
+
+        The password is random and printed only by the caller; nothing else keeps it.
+        """
+        if self.store.list_users():
+            return None
+        password = generate_password()
+        self.store.create_user(username, password, Role.admin)
+        self.store.audit("system", "system", "create admin", f"User/{username}", "granted")
+        return password
+
+    def device_token(self, device_id: str) -> str:
+        """A token for a device attached to a patient: it may only write that patient's data."""
+        device = self.store.get_device(device_id)
+        if device.patient_id is None:
+            raise NotFoundError(f"device {device_id!r} is not attached to a patient")
+        principal = Principal(
+            subject=f"device:{device_id}",
+            username=f"device:{device_id}",
+            role=Role.device,
+            scopes=ROLE_SCOPES[Role.device],
+            patient_id=device.patient_id,
+            device_id=device_id,
+        )
+        issuer = TokenIssuer(self.keyring.token_key, ttl_s=DEVICE_TOKEN_TTL_S)
+        return issuer.issue(principal)
+
+    # -- ingestion -----------------------------------------------------------------------------
+
+    def ingest_device_message(self, device_id: str, message: dict[str, Any]) -> Any:
+        """One parsed device message (MQTT, or the demo's virtual devices): check, audit, store."""
+        principal = self.tokens.verify(message["token"])
+        device = self._devices.get(device_id)
+        if device is None:
+            device = self._devices.setdefault(device_id, self.store.get_device(device_id))
+        if principal.device_id != device_id:
+            decision_reason = f"token of {principal.username!r} used for device {device_id!r}"
+            allowed = False
+        else:
+            decision = authorize(principal, "c", "Observation", patient_id=device.patient_id)
+            allowed, decision_reason = decision.allowed, decision.reason
+        self.store.audit(
+            principal.username,
+            str(principal.role),
+            "device readings",
+            f"Device/{device_id}",
+            "granted" if allowed else "denied",
+            patient_id=device.patient_id,
+            detail=decision_reason if not allowed else f"{len(message['values'])} readings",
+        )
+        if not allowed:
+            raise AuthorizationError(decision_reason)
+        return self.ingest_readings(
+            str(device.patient_id),
+            device_id,
+            message["times"],
+            message["values"],
+            first_seq=int(message["first_seq"]),
+            code=message.get("code", CGM),
+            unit=message.get("unit", "mg/dL"),
+        )
+
+    def ingest_readings(
+        self,
+        patient_id: str,
+        device_id: str,
+        times: Sequence[datetime],
+        values: Sequence[float],
+        *,
+        first_seq: int,
+        code: str = CGM,
+        unit: str = "mg/dL",
+    ) -> Any:
+        """The light path: pre-validated device readings, bulk-stored, then assimilated."""
+        _check_not_future(times, what=f"device {device_id}")
+        result = self.store.ingest_readings(
+            patient_id, device_id, times, values, code=code, unit=unit, first_seq=first_seq
+        )
+        if code == CGM and result.accepted:
+            self.host.submit(patient_id, result.accepted)
+        return result
+
+    def ingest_records(
+        self,
+        *,
+        patients: Sequence[PatientRecord] = (),
+        observations: Sequence[ObservationRecord] = (),
+        events: Sequence[EventRecord] = (),
+        conditions: Sequence[ConditionRecord] = (),
+        devices: Sequence[DeviceRecord] = (),
+        message_id: str | None = None,
+    ) -> Any:
+        """The full path: records (from FHIR, HTTP JSON, Nightscout) stored in one transaction."""
+        _check_not_future([o.time for o in observations], what="observations")
+        _check_not_future([e.time for e in events], what="events")
+        result = self.store.ingest(
+            patients=patients,
+            observations=observations,
+            events=events,
+            conditions=conditions,
+            devices=devices,
+            message_id=message_id,
+        )
+        if result.accepted:
+            counts: dict[str, int] = {}
+            for o in observations:
+                if o.code == CGM:
+                    counts[o.patient_id] = counts.get(o.patient_id, 0) + 1
+            for patient_id, n in counts.items():
+                self.host.submit(patient_id, n)
+        return result
+
+
+def _check_not_future(times: Sequence[datetime], *, what: str) -> None:
+    """Refuse measurements dated in the future: a wrong device clock, not a reading to keep."""
+    if not times:
+        return
+    limit = datetime.now(UTC) + MAX_AHEAD
+    for i, t in enumerate(times):
+        if t.tzinfo is not None and t > limit:
+            raise DataFormatError(
+                f"{what}[{i}].time {t.isoformat()} is more than {MAX_AHEAD} ahead of the "
+                "server's clock; check the device's clock; nothing was stored"
+            )

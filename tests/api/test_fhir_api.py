@@ -6,12 +6,12 @@ import datetime as dt
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import hypo_trace
 
 from medtwin.api import Service, Settings, create_app
 from medtwin.interop.fhir import validate
 from medtwin.records import DeviceRecord, EventRecord, PatientRecord
 from medtwin.security import Role
+from tests.conftest import hypo_trace
 
 T0 = dt.datetime(2026, 3, 2, 6, 0, tzinfo=dt.UTC)
 FHIR = {"Content-Type": "application/fhir+json"}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tests.conftest import hypo_trace
 
 T0 = dt.datetime(2026, 3, 2, 6, 0, tzinfo=dt.UTC)

@@ -585,7 +585,13 @@ _STEPS: dict[Any, Callable[..., Any]] = {}
 
 
 def cached_step(key: Any, build: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
-    """One compiled step per filter configuration, shared by every filter with those settings."""
+    """One compiled step per filter configuration, shared by every filter with those settings.
+
+    The seed is not part of the configuration: it only makes the PRNG key each call is given, so
+    a service's twins (one filter, one seed per patient) share one compiled step instead of
+    compiling one each.
+    """
+    key = tuple(dataclasses.replace(k, seed=0) if isinstance(k, _Core) else k for k in key)
     if key not in _STEPS:
         _STEPS[key] = jax.jit(build())
     return _STEPS[key]

@@ -109,12 +109,12 @@ class Service:
         self.store.audit("system", "system", "create admin", f"User/{username}", "granted")
         return password
 
-    def device_token(self, device_id: str) -> str:
-        """A token for a device attached to a patient: it may only write that patient's data."""
+    def device_principal(self, device_id: str) -> Principal:
+        """Who a device is: it may only write its own patient's observations."""
         device = self.store.get_device(device_id)
         if device.patient_id is None:
             raise NotFoundError(f"device {device_id!r} is not attached to a patient")
-        principal = Principal(
+        return Principal(
             subject=f"device:{device_id}",
             username=f"device:{device_id}",
             role=Role.device,
@@ -122,8 +122,11 @@ class Service:
             patient_id=device.patient_id,
             device_id=device_id,
         )
+
+    def device_token(self, device_id: str) -> str:
+        """A token for a device attached to a patient (valid for a year)."""
         issuer = TokenIssuer(self.keyring.token_key, ttl_s=DEVICE_TOKEN_TTL_S)
-        return issuer.issue(principal)
+        return issuer.issue(self.device_principal(device_id))
 
     # -- ingestion -----------------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ from medtwin.api._auth import Access, service_of, token_of
 from medtwin.errors import AuthenticationError, AuthorizationError
 from medtwin.interop.wearables import read_nightscout
 from medtwin.records import EventRecord, ObservationRecord
-from medtwin.security import ROLE_SCOPES, Principal, Role
 
 router = APIRouter(prefix="/nightscout/{device_id}/api/v1", tags=["nightscout"])
 
@@ -35,7 +34,6 @@ def nightscout_secret(token_key: bytes, device_id: str) -> str:
 
 def _device_access(request: Request, device_id: str, api_secret: str | None) -> Access:
     service = service_of(request)
-    device = service.store.get_device(device_id)
     if api_secret:
         expected = hashlib.sha1(  # the Nightscout protocol's digest, not a password hash
             nightscout_secret(service.keyring.token_key, device_id).encode(), usedforsecurity=False
@@ -44,22 +42,32 @@ def _device_access(request: Request, device_id: str, api_secret: str | None) -> 
             service.store.audit(f"device:{device_id}", "device", "nightscout upload",
                                 f"Device/{device_id}", "denied", detail="wrong api-secret")  # fmt: skip
             raise AuthenticationError("wrong api-secret for this device")
-        principal = Principal(
-            subject=f"device:{device_id}",
-            username=f"device:{device_id}",
-            role=Role.device,
-            scopes=ROLE_SCOPES[Role.device],
-            patient_id=device.patient_id,
-            device_id=device_id,
-        )
-        return Access(principal, service)
+        return Access(service.device_principal(device_id), service)
     token = token_of(request, None)
-    if not token:
-        raise AuthenticationError("send the api-secret header or a device token (?token=)")
-    principal = service.tokens.verify(token)
+    try:
+        if not token:
+            raise AuthenticationError("send the api-secret header or a device token (?token=)")
+        principal = service.tokens.verify(token)
+    except AuthenticationError as exc:
+        service.store.audit("anonymous", "none", "nightscout upload", f"Device/{device_id}",
+                            "denied", detail=str(exc))  # fmt: skip
+        raise
     if principal.device_id not in (None, device_id):
-        raise AuthorizationError(f"this token belongs to device {principal.device_id!r}")
+        reason = f"this token belongs to device {principal.device_id!r}"
+        service.store.audit(principal.username, str(principal.role), "nightscout upload",
+                            f"Device/{device_id}", "denied", detail=reason)  # fmt: skip
+        raise AuthorizationError(reason)
     return Access(principal, service)
+
+
+def _uploader(
+    request: Request, device_id: str, api_secret: str | None, action: str
+) -> tuple[Access, str]:
+    """The authorised uploader and the patient its device measures."""
+    access = _device_access(request, device_id, api_secret)
+    patient_id = access.service.store.get_device(device_id).patient_id or ""
+    access.require("c", "Observation", patient_id=patient_id, action=action)
+    return access, patient_id
 
 
 @router.get("/status.json")
@@ -77,10 +85,7 @@ def upload_entries(
     api_secret: Annotated[str | None, Header(alias="api-secret", max_length=100)] = None,
 ) -> dict[str, Any]:
     """Store uploaded SGV entries as CGM observations of the device's patient."""
-    access = _device_access(request, device_id, api_secret)
-    device = access.service.store.get_device(device_id)
-    patient_id = device.patient_id or ""
-    access.require("c", "Observation", patient_id=patient_id, action="nightscout upload")
+    access, patient_id = _uploader(request, device_id, api_secret, "nightscout upload")
     sgv = [e for e in entries if e.get("type", "sgv") == "sgv"]
     history = read_nightscout(sgv)
     records = [
@@ -111,10 +116,7 @@ def upload_treatments(
     api_secret: Annotated[str | None, Header(alias="api-secret", max_length=100)] = None,
 ) -> dict[str, Any]:
     """Store uploaded treatments (insulin boluses, carbohydrate, temp basals) as events."""
-    access = _device_access(request, device_id, api_secret)
-    device = access.service.store.get_device(device_id)
-    patient_id = device.patient_id or ""
-    access.require("c", "Observation", patient_id=patient_id, action="nightscout treatments")
+    access, patient_id = _uploader(request, device_id, api_secret, "nightscout treatments")
     history = read_nightscout([], treatments)
     units = {"bolus": "U", "basal": "U/h", "carbs": "g"}
     records = [

@@ -123,15 +123,16 @@ def bench_mqtt(
     updates: defaultdict[str, list[float]] = defaultdict(list)
     lock = threading.Lock()
 
-    ingest = service.ingest_device_message
+    ingest = service.ingest_device_messages
 
-    def ingest_and_note(device_id: str, message: dict[str, Any]) -> Any:
-        result = ingest(device_id, message)
+    def ingest_and_note(messages: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        outcomes = ingest(messages)
         now = time.time()
         with lock:
-            for k in range(len(message["values"])):
-                committed[(device_id, message["first_seq"] + k)] = now
-        return result
+            for device_id, message in messages:
+                for k in range(len(message["values"])):
+                    committed[(device_id, message["first_seq"] + k)] = now
+        return outcomes
 
     publish = service.broadcaster.publish
 

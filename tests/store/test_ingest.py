@@ -338,3 +338,48 @@ def test_concurrent_ingestion(store, raw):
     for t in threads:
         t.join()
     assert errors == [] and count(raw) == 800
+
+
+def test_readings_of_many_devices_in_one_transaction(store):
+    import datetime as _dt
+
+    from medtwin.records import DeviceRecord, PatientRecord
+    from medtwin.store import ReadingBatch
+
+    store.add_patient(PatientRecord("m1"))
+    store.add_patient(PatientRecord("m2"))
+    store.add_device(DeviceRecord("dm1", "m1", "cgm"))
+    store.add_device(DeviceRecord("dm2", "m2", "cgm"))
+    t0 = _dt.datetime(2026, 1, 1, tzinfo=_dt.UTC)
+    times = [t0 + _dt.timedelta(minutes=5 * i) for i in range(3)]
+    batches = [
+        ReadingBatch("m1", "dm1", times, [100.0, 101.0, 102.0], first_seq=0),
+        ReadingBatch("m2", "dm2", times, [90.0, 91.0, 92.0], first_seq=0),
+    ]
+    result = store.ingest_readings_many(batches)
+    assert (result.accepted, result.duplicates) == (6, 0)
+    assert store.ingest_readings_many(batches).duplicates == 6
+    bad = [*batches, ReadingBatch("m1", "dm1", times[:1], [float("nan")], first_seq=10)]
+    with pytest.raises(DataFormatError):
+        store.ingest_readings_many(bad)
+    assert len(store.observations("m1")) == 3  # the whole lot or nothing
+
+
+def test_audit_many_chains_like_single_appends(store):
+    store.audit("a", "admin", "one", "X", "granted")
+    entries = store.audit_many(
+        [
+            {
+                "actor": f"dev{i}",
+                "role": "device",
+                "action": "device readings",
+                "resource": "Device/d",
+                "outcome": "granted",
+                "detail": f"{i}",
+            }
+            for i in range(5)
+        ]
+    )
+    assert [e.seq for e in entries] == [2, 3, 4, 5, 6]
+    store.audit("b", "admin", "two", "X", "denied")
+    assert store.verify_audit().ok

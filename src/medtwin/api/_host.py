@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,7 +78,11 @@ class TwinHost:
         self.model = UvaPadova2008()
         self._twins: dict[str, Twin] = {}
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._pending: dict[str, list[float]] = {}
+        # patient -> (time submitted, [(reading time, mg/dL), ...]) waiting for the worker
+        self._pending: dict[str, list[tuple[float, list[tuple[datetime, float]]]]] = {}
+        self._recent: defaultdict[str, deque[tuple[pd.Timestamp, float]]] = defaultdict(
+            lambda: deque(maxlen=64)
+        )
         self._pending_lock = threading.Lock()
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._updates: defaultdict[str, int] = defaultdict(int)
@@ -110,16 +114,23 @@ class TwinHost:
                 with self._locks[patient_id]:
                     self._save(patient_id)
 
-    def submit(self, patient_id: str, n_readings: int = 1) -> None:
-        """Tell the host that readings of ``patient_id`` were stored (returns at once)."""
+    def submit(self, patient_id: str, readings: Sequence[tuple[datetime, float]] = ()) -> None:
+        """Tell the host that these CGM readings of ``patient_id`` were stored (returns at once).
+
+        Called with no readings when only the patient's events (insulin, carbohydrate) changed.
+        """
         stamp = time.perf_counter()
         with self._pending_lock:
             first = patient_id not in self._pending
-            self._pending.setdefault(patient_id, []).extend([stamp] * max(n_readings, 1))
-        with self._idle:
-            self._busy += 1 if first else 0
+            self._pending.setdefault(patient_id, []).append((stamp, list(readings)))
         if first:
+            with self._idle:
+                self._busy += 1
             self._queue.put(patient_id)
+
+    def events_changed(self, patient_id: str) -> None:
+        """Logged events of the patient were stored: the twin takes them in at its next update."""
+        self.submit(patient_id, ())
 
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
         """Block until every submitted reading has been assimilated (for tests and the demo)."""
@@ -193,20 +204,24 @@ class TwinHost:
             if patient_id is None:
                 return
             with self._pending_lock:
-                stamps = self._pending.pop(patient_id, [])
+                batches = self._pending.pop(patient_id, [])
+            readings = [r for _, rs in batches for r in rs]
             try:
                 with self._locks[patient_id]:
-                    self._update(patient_id)
+                    self._update(patient_id, readings)
             except Exception:  # one patient's failure must not stop the others' twins
                 log.exception("twin update failed for patient %s", patient_id)
             finally:
                 done = time.perf_counter()
-                self.latencies_s.extend(done - s for s in stamps)
+                self.latencies_s.extend(done - stamp for stamp, rs in batches for _ in rs)
                 with self._idle:
                     self._busy -= 1
                     self._idle.notify_all()
 
-    def _update(self, patient_id: str) -> None:
+    def _update(self, patient_id: str, readings: list[tuple[datetime, float]]) -> None:
+        recent = self._recent[patient_id]
+        for t, v in sorted(readings):
+            recent.append((pd.Timestamp(t), float(v)))
         twin = self._twins.get(patient_id) or self._restore(patient_id)
         if twin is None:
             twin = self._create(patient_id)
@@ -215,19 +230,19 @@ class TwinHost:
             advanced = True
         else:
             before = float(twin.ensemble_.t)
-            since = twin.now.to_pydatetime()
-            new = self._history(patient_id, since - timedelta(minutes=1))
-            if len(new.cgm) and new.cgm["time"].iloc[-1] - twin.now > MAX_GAP:
+            new = [(t, v) for t, v in readings if pd.Timestamp(t) > twin.now]
+            last = max((pd.Timestamp(t) for t, _ in new), default=None)
+            if last is not None and last - twin.now > MAX_GAP:
                 # After a long gap (a sensor off for days) the twin's state says nothing about
                 # now: start again from the recent readings instead of integrating the gap.
                 log.info("patient %s: %s without readings; restarting the twin", patient_id,
-                         new.cgm["time"].iloc[-1] - twin.now)  # fmt: skip
+                         last - twin.now)  # fmt: skip
                 restarted = self._create(patient_id)
                 if restarted is None:
                     return
                 twin, before = restarted, -np.inf
-            elif len(new.cgm):
-                twin.observe(new)
+            elif last is not None and _minute(twin, last) > twin.ensemble_.t:
+                twin.observe(self._new_data(patient_id, twin, new))
             # The model's clock counts whole minutes: readings within the same minute as the
             # last one are stored but leave the twin (and so its risks) as they were.
             advanced = float(twin.ensemble_.t) > before
@@ -237,14 +252,33 @@ class TwinHost:
             self._save(patient_id)
         self._publish(patient_id, twin, advanced)
 
+    def _new_data(
+        self, patient_id: str, twin: Twin, new: list[tuple[datetime, float]]
+    ) -> PatientHistory:
+        """The new readings (from the ingestion, no store read) and the events since the twin."""
+        cgm = pd.DataFrame(
+            {"time": pd.to_datetime([t for t, _ in new], utc=True),
+             "glucose_mg_dl": [float(v) for _, v in new]}
+        )  # fmt: skip
+        since = (twin.now - pd.Timedelta(minutes=1)).to_pydatetime()
+        events = [
+            e for e in self.store.events(patient_id, start=since) if e.kind in _TWIN_EVENT_KINDS
+        ]
+        frame = pd.DataFrame(
+            {
+                "time": pd.to_datetime([e.time for e in events], utc=True),
+                "kind": [e.kind for e in events],
+                "value": [float(e.value) for e in events],
+            }
+        )
+        return PatientHistory.from_frames(cgm, frame, patient_id=patient_id, source="ingestion")
+
     def _publish(self, patient_id: str, twin: Twin, advanced: bool = True) -> None:
         previous = self._latest.get(patient_id)
         risks = _risks(twin) if advanced or previous is None else dict(previous["risks"])
         cgm = twin.history_.cgm
-        recent = self.store.observations_frame(
-            patient_id, code=CGM, start=(twin.now - pd.Timedelta(minutes=20)).to_pydatetime()
-        )
-        glucose = float(recent["value"].iloc[-1]) if len(recent) else float("nan")
+        recent = self._recent[patient_id]
+        glucose = recent[-1][1] if recent else float("nan")
         trend = _trend(recent)
         update = {
             "type": "update",
@@ -339,6 +373,10 @@ class TwinHost:
             seed=seed,
         )
         twin.fit(history)
+        tail = history.cgm.tail(64)
+        self._recent[patient_id] = deque(
+            zip(tail["time"], tail["glucose_mg_dl"].astype(float), strict=True), maxlen=64
+        )
         log.info("twin started for patient %s from %d readings", patient_id, len(history.cgm))
         return twin
 
@@ -373,6 +411,11 @@ class TwinHost:
 _TWIN_EVENT_KINDS = frozenset({"bolus", "basal", "carbs"})
 
 
+def _minute(twin: Twin, t: pd.Timestamp) -> float:
+    """The twin's clock reading (whole minutes since its origin) for time ``t``."""
+    return float(np.round((t - twin.origin_).total_seconds() / 60.0))
+
+
 def _risks(twin: Twin) -> dict[str, float]:
     return {
         spec.kind: round(
@@ -382,15 +425,16 @@ def _risks(twin: Twin) -> dict[str, float]:
     }
 
 
-def _trend(recent: pd.DataFrame) -> float | None:
-    """Rate of change over the last 15-20 minutes (mg/dL/min), as a CGM's trend arrow shows it."""
+def _trend(recent: Sequence[tuple[pd.Timestamp, float]]) -> float | None:
+    """Rate of change over the last 20 minutes (mg/dL/min), as a CGM's trend arrow shows it."""
     if len(recent) < 2:
         return None
-    t = pd.to_datetime(recent["time"], utc=True)
-    minutes = (t - t.iloc[0]).dt.total_seconds().to_numpy() / 60.0
+    newest = recent[-1][0]
+    window = [(t, v) for t, v in recent if newest - t <= pd.Timedelta(minutes=20)]
+    minutes = np.array([(t - window[0][0]).total_seconds() / 60.0 for t, _ in window])
     if minutes[-1] < 5:
         return None
-    slope = np.polyfit(minutes, recent["value"].to_numpy(float), 1)[0]
+    slope = np.polyfit(minutes, np.array([v for _, v in window]), 1)[0]
     return round(float(slope), 2)
 
 

@@ -9,6 +9,8 @@ service acknowledged is therefore on disk before the acknowledgement leaves.
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,7 +19,13 @@ from typing import Any
 from medtwin.api._broadcast import Broadcaster
 from medtwin.api._host import CGM, TwinHost
 from medtwin.api._settings import Settings
-from medtwin.errors import AuthorizationError, ConfigurationError, DataFormatError, NotFoundError
+from medtwin.errors import (
+    AuthorizationError,
+    ConfigurationError,
+    DataFormatError,
+    MedtwinError,
+    NotFoundError,
+)
 from medtwin.records import (
     ConditionRecord,
     DeviceRecord,
@@ -34,7 +42,7 @@ from medtwin.security import (
     authorize,
     generate_password,
 )
-from medtwin.store import Store
+from medtwin.store import ReadingBatch, Store
 
 __all__ = ["DEVICE_TOKEN_TTL_S", "MAX_AHEAD", "Service"]
 
@@ -59,6 +67,7 @@ class Service:
     host: TwinHost
     extras: dict[str, Any] = field(default_factory=dict)
     _devices: dict[str, Any] = field(default_factory=dict, repr=False)
+    _token_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, *, create_key: bool = True) -> Service:
@@ -131,37 +140,110 @@ class Service:
     # -- ingestion -----------------------------------------------------------------------------
 
     def ingest_device_message(self, device_id: str, message: dict[str, Any]) -> Any:
-        """One parsed device message (MQTT, or the demo's virtual devices): check, audit, store."""
-        principal = self.tokens.verify(message["token"])
+        """One parsed device message (the demo's virtual devices, tests): check, audit, store."""
+        [outcome] = self.ingest_device_messages([(device_id, message)])
+        if isinstance(outcome, MedtwinError):
+            raise outcome
+        return outcome
+
+    def ingest_device_messages(self, messages: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """Parsed device messages (what the MQTT bridge drained), stored in one transaction.
+
+        Each message's token must be its device's; a refused message gets its error in the
+        returned list (and an audit entry), the others are stored together with one audit entry
+        per device.  If the batch as a whole cannot be stored (one message conflicts with what is
+        stored), the messages are stored one by one so one bad message cannot hold up the rest.
+        Returns, per message, the :class:`~medtwin.store.IngestResult` of its transaction or the
+        error that refused it.
+        """
+        outcomes: list[Any] = [None] * len(messages)
+        accepted: list[tuple[int, ReadingBatch]] = []
+        audits: list[dict[str, Any]] = []
+        for i, (device_id, message) in enumerate(messages):
+            try:
+                batch, audit = self._check_device_message(device_id, message)
+            except MedtwinError as exc:
+                outcomes[i] = exc
+                audits.append(getattr(exc, "audit", None) or {})
+                continue
+            accepted.append((i, batch))
+            audits.append(audit)
+        self.store.audit_many([a for a in audits if a])
+        if not accepted:
+            return outcomes
+        try:
+            result = self.store.ingest_readings_many([b for _, b in accepted])
+            for i, _ in accepted:
+                outcomes[i] = result
+        except MedtwinError:
+            if len(accepted) == 1:
+                outcomes[accepted[0][0]] = sys.exc_info()[1]
+                return outcomes
+            for i, b in accepted:
+                try:
+                    outcomes[i] = self.store.ingest_readings_many([b])
+                except MedtwinError as exc:
+                    outcomes[i] = exc
+        for i, b in accepted:
+            if not isinstance(outcomes[i], MedtwinError) and b.code == CGM:
+                self.host.submit(b.patient_id, list(zip(b.times, b.values, strict=True)))
+        return outcomes
+
+    def _check_device_message(
+        self, device_id: str, message: dict[str, Any]
+    ) -> tuple[ReadingBatch, dict[str, Any]]:
+        """The readings of one message and its audit entry, or a MedtwinError (audit attached)."""
+        principal = self._verify_cached(message["token"])
         device = self._devices.get(device_id)
         if device is None:
             device = self._devices.setdefault(device_id, self.store.get_device(device_id))
         if principal.device_id != device_id:
-            decision_reason = f"token of {principal.username!r} used for device {device_id!r}"
-            allowed = False
+            allowed, reason = (
+                False,
+                f"token of {principal.username!r} used for device {device_id!r}",
+            )
         else:
             decision = authorize(principal, "c", "Observation", patient_id=device.patient_id)
-            allowed, decision_reason = decision.allowed, decision.reason
-        self.store.audit(
-            principal.username,
-            str(principal.role),
-            "device readings",
-            f"Device/{device_id}",
-            "granted" if allowed else "denied",
-            patient_id=device.patient_id,
-            detail=decision_reason if not allowed else f"{len(message['values'])} readings",
-        )
+            allowed, reason = decision.allowed, decision.reason
+        first = int(message["first_seq"])
+        n = len(message["values"])
+        audit = {
+            "actor": principal.username,
+            "role": str(principal.role),
+            "action": "device readings",
+            "resource": f"Device/{device_id}",
+            "outcome": "granted" if allowed else "denied",
+            "patient_id": device.patient_id,
+            "detail": f"readings {first}-{first + n - 1}" if allowed else reason,
+        }
         if not allowed:
-            raise AuthorizationError(decision_reason)
-        return self.ingest_readings(
+            exc = AuthorizationError(reason)
+            exc.audit = audit  # type: ignore[attr-defined]
+            raise exc
+        times = list(message["times"])
+        _check_not_future(times, what=f"device {device_id}")
+        batch = ReadingBatch(
             str(device.patient_id),
             device_id,
-            message["times"],
-            message["values"],
-            first_seq=int(message["first_seq"]),
+            times,
+            list(message["values"]),
             code=message.get("code", CGM),
             unit=message.get("unit", "mg/dL"),
+            first_seq=first,
         )
+        return batch, audit
+
+    def _verify_cached(self, token: str) -> Principal:
+        """Verify a device token once, then trust it from a small cache until it expires."""
+        now = time.time()
+        hit = self._token_cache.get(token)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        principal = self.tokens.verify(token)
+        if len(self._token_cache) > 10_000:
+            self._token_cache.clear()
+        self._token_cache[token] = (principal, now + 60.0)
+        return principal
 
     def ingest_readings(
         self,
@@ -180,7 +262,7 @@ class Service:
             patient_id, device_id, times, values, code=code, unit=unit, first_seq=first_seq
         )
         if code == CGM and result.accepted:
-            self.host.submit(patient_id, result.accepted)
+            self.host.submit(patient_id, list(zip(times, values, strict=True)))
         return result
 
     def ingest_records(
@@ -205,12 +287,14 @@ class Service:
             message_id=message_id,
         )
         if result.accepted:
-            counts: dict[str, int] = {}
+            readings: dict[str, list[tuple[datetime, float]]] = {}
             for o in observations:
                 if o.code == CGM:
-                    counts[o.patient_id] = counts.get(o.patient_id, 0) + 1
-            for patient_id, n in counts.items():
-                self.host.submit(patient_id, n)
+                    readings.setdefault(o.patient_id, []).append((o.time, o.value))
+            for patient_id, pairs in readings.items():
+                self.host.submit(patient_id, pairs)
+            for patient_id in {e.patient_id for e in events}:
+                self.host.events_changed(patient_id)
         return result
 
 

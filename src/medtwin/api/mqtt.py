@@ -106,23 +106,28 @@ def parse_payload(device_id: str, payload: bytes) -> dict[str, Any]:
 class MqttBridge:
     """Subscribe to device topics and feed readings to ``ingest`` (see the module docstring).
 
-    ``ingest(device_id, message)`` stores one parsed message (it raises a MedtwinError when the
-    message must be refused).  It runs on the bridge's worker thread, never on paho's network
-    thread, so a slow commit does not stall the connection's keep-alives.
+    ``ingest([(device_id, message), ...])`` stores parsed messages, as many as have arrived
+    (up to ``max_batch``), in one transaction, and returns per message its result or the
+    MedtwinError that refused it (:meth:`medtwin.api.Service.ingest_device_messages`).  It runs
+    on the bridge's worker thread, never on paho's network thread, so a slow commit does not
+    stall the connection's keep-alives; batching is what lets one bridge keep up with hundreds
+    of devices.
     """
 
     def __init__(
         self,
         address: MqttAddress,
-        ingest: Callable[[str, dict[str, Any]], None],
+        ingest: Callable[[list[tuple[str, dict[str, Any]]]], list[Any]],
         *,
         client_id: str = "medtwin-bridge",
         on_refused: Callable[[str, str], None] | None = None,
+        max_batch: int = 1000,
     ) -> None:
         self.address = address
         self.ingest = ingest
         self.on_refused = on_refused
         self.client_id = client_id
+        self.max_batch = max_batch
         self._queue: queue.Queue[paho.MQTTMessage | None] = queue.Queue()
         self._connected = threading.Event()
         self._worker: threading.Thread | None = None
@@ -192,22 +197,50 @@ class MqttBridge:
 
     def _work(self) -> None:
         while True:
-            message = self._queue.get()
-            if message is None:
+            first = self._queue.get()
+            if first is None:
                 return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(nxt)
+            self._store(batch)
+
+    def _store(self, batch: list[paho.MQTTMessage]) -> None:
+        parsed: list[tuple[str, dict[str, Any]]] = []
+        kept: list[paho.MQTTMessage] = []
+        for message in batch:
             parts = message.topic.split("/")
             device_id = parts[1] if len(parts) == 3 else ""
             try:
-                self.ingest(device_id, parse_payload(device_id, bytes(message.payload)))
-                self.n_stored += 1
+                parsed.append((device_id, parse_payload(device_id, bytes(message.payload))))
+                kept.append(message)
             except MedtwinError as exc:
                 self.n_refused += 1
                 self._refuse(device_id, str(exc))
-            except Exception:
-                # An unexpected failure (the store is down): do not acknowledge, so the broker
-                # redelivers the message after a reconnect.
-                log.exception("could not store a message from %s; left unacknowledged", device_id)
-                continue
+                self._client.ack(message.mid, message.qos)
+        if not parsed:
+            return
+        try:
+            outcomes = self.ingest(parsed)
+        except Exception:
+            # The store is down, say: acknowledge nothing, so the broker redelivers the
+            # messages after a reconnect; drop the connection to make that happen now.
+            log.exception("could not store %d messages; left unacknowledged", len(parsed))
+            self._client.reconnect()
+            return
+        for message, (device_id, _), outcome in zip(kept, parsed, outcomes, strict=True):
+            if isinstance(outcome, MedtwinError):
+                self.n_refused += 1
+                self._refuse(device_id, str(outcome))
+            else:
+                self.n_stored += 1
             self._client.ack(message.mid, message.qos)
 
     def _refuse(self, device_id: str, reason: str) -> None:

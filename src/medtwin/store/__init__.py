@@ -23,6 +23,6 @@ from __future__ import annotations
 
 from medtwin.store._engine import default_url
 from medtwin.store._ingest import IngestResult
-from medtwin.store._store import Store, StoredForecast, UserInfo
+from medtwin.store._store import ReadingBatch, Store, StoredForecast, UserInfo
 
-__all__ = ["IngestResult", "Store", "StoredForecast", "UserInfo", "default_url"]
+__all__ = ["IngestResult", "ReadingBatch", "Store", "StoredForecast", "UserInfo", "default_url"]

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -83,7 +83,7 @@ from medtwin.store._schema import (
     table,
 )
 
-__all__ = ["Store", "StoredForecast", "UserInfo"]
+__all__ = ["ReadingBatch", "Store", "StoredForecast", "UserInfo"]
 
 _OBS_COLUMNS = ["time", "code", "value", "unit", "device_id", "source_id"]
 
@@ -100,6 +100,19 @@ class UserInfo:
     created_at: datetime
     patient_id: str | None = None
     device_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingBatch:
+    """One device's readings for :meth:`Store.ingest_readings_many` (as ``ingest_readings``)."""
+
+    patient_id: str
+    device_id: str
+    times: Sequence[datetime]
+    values: Sequence[float]
+    code: str = "99504-3"
+    unit: str = "mg/dL"
+    first_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,6 +496,22 @@ class Store:
             ids, dups = store_observations(s, rows, label="readings")
         return IngestResult(len(ids), dups, tuple(ids))
 
+    def ingest_readings_many(self, batches: Sequence[ReadingBatch]) -> IngestResult:
+        """Several devices' readings in ONE transaction (all or none): what a broker delivers.
+
+        Same rows, checks and idempotency as :meth:`ingest_readings`; one commit for the lot is
+        what lets one bridge keep up with hundreds of devices.
+        """
+        now = _now()
+        rows: list[dict[str, Any]] = []
+        for b in batches:
+            rows += reading_rows(
+                b.patient_id, b.device_id, b.times, b.values, b.code, b.unit, b.first_seq, now
+            )
+        with self._session(write=True) as s:
+            ids, dups = store_observations(s, rows, label="readings")
+        return IngestResult(len(ids), dups, tuple(ids))
+
     # -- reads ---------------------------------------------------------------------------------
 
     def _observation_select(
@@ -741,6 +770,39 @@ class Store:
             )
             s.execute(sa.update(head_t).where(head_t.c.id == 1).values(seq=entry.seq, hash=h))
         return entry
+
+    def audit_many(self, entries: Sequence[Mapping[str, Any]]) -> list[AuditEntry]:
+        """Append several entries in one transaction (keyword arguments of :meth:`audit` each)."""
+        out: list[AuditEntry] = []
+        if not entries:
+            return out
+        head_t = table(AuditHead)
+        with self._session(write=True) as s:
+            head = s.execute(
+                sa.select(head_t.c.seq, head_t.c.hash).where(head_t.c.id == 1).with_for_update()
+            ).one()
+            seq, prev = head.seq, head.hash
+            now = _now()
+            for e in entries:
+                check_text("actor", e["actor"], max_len=128)
+                check_text("action", e["action"], max_len=64)
+                entry = AuditEntry(
+                    seq=seq + 1,
+                    time=now,
+                    actor=e["actor"],
+                    role=str(e["role"]),
+                    action=e["action"],
+                    resource=e["resource"],
+                    patient_id=e.get("patient_id"),
+                    outcome=e["outcome"],
+                    detail=e.get("detail", ""),
+                )
+                h = chain_hash(self._keyring.audit_key, prev, entry)
+                s.execute(sa.insert(Audit), {**_entry_row(entry), "prev_hash": prev, "hash": h})
+                seq, prev = entry.seq, h
+                out.append(entry)
+            s.execute(sa.update(head_t).where(head_t.c.id == 1).values(seq=seq, hash=prev))
+        return out
 
     def audit_log(
         self,

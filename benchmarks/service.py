@@ -143,8 +143,8 @@ def bench_mqtt(
         publish(patient_id, message)
 
     service.broadcaster.publish = publish_and_note  # type: ignore[method-assign]
-    bridge = MqttBridge(MqttAddress("127.0.0.1"), ingest_and_note,
-                        client_id=f"medtwin-bench-{uuid.uuid4().hex[:6]}")  # fmt: skip
+    bridge_id = f"medtwin-bench-{uuid.uuid4().hex[:6]}"
+    bridge = MqttBridge(MqttAddress("127.0.0.1"), ingest_and_note, client_id=bridge_id)
     bridge.start()
     clients = []
     for k in range(4):
@@ -178,6 +178,9 @@ def bench_mqtt(
         c.loop_stop()
         c.disconnect()
     bridge.stop()
+    forget = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=bridge_id, clean_session=True)
+    forget.connect("127.0.0.1", 1883)
+    forget.disconnect()  # the bench's persistent session must not queue messages forever
     service.broadcaster.publish = publish  # type: ignore[method-assign]
 
     stored = 0

@@ -55,6 +55,13 @@ def publisher():
     client.disconnect()
 
 
+def _forget_session(client_id: str) -> None:
+    """Drop the broker's persistent session of a test bridge (or it queues messages forever)."""
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    c.connect(BROKER.host, BROKER.port)
+    c.disconnect()
+
+
 def _message(token: str, seq: int, value: float = 120.0) -> str:
     t = T0 + dt.timedelta(minutes=5 * seq)
     return json.dumps({"token": token, "seq": seq, "time": t.isoformat(), "value": value})
@@ -117,6 +124,7 @@ def test_readings_arrive_once_and_bad_messages_are_refused(service, publisher):
         listener.disconnect()
     finally:
         bridge.stop()
+        _forget_session(client_id)
 
 
 def test_messages_sent_while_the_bridge_is_down_arrive_after_it_reconnects(service, publisher):
@@ -137,6 +145,7 @@ def test_messages_sent_while_the_bridge_is_down_arrive_after_it_reconnects(servi
         assert _wait(lambda: len(service.store.observations("p1")) == 11)
     finally:
         again.stop()
+        _forget_session(client_id)
 
 
 def test_parse_payload_names_the_bad_field():

@@ -222,3 +222,19 @@ def test_errors_never_leak_stack_traces(client, world):
     assert r.status_code == 422 and "Traceback" not in r.text
     r = client.get("/api/patients/nobody", headers=world["admin"])
     assert r.status_code == 404 and r.json()["error"] == "NotFoundError"
+
+
+def test_the_hosts_risks_equal_the_twins_own(service, client, world):
+    from medtwin.api._host import RISKS, _risks
+    from tests.conftest import hypo_trace
+
+    _events, times, values = hypo_trace(T0)
+    body = {"first_seq": 0, "times": [t.isoformat() for t in times], "values": values}
+    client.post("/api/devices/cgm-pa/readings", json=body, headers=world["device"])
+    assert service.host.wait_idle(120)
+    twin = service.host.twin("pa")
+    expected = {
+        s.kind: round(twin.risk(s.kind, below=s.below, above=s.above, within_min=s.window_min), 4)
+        for s in RISKS
+    }
+    assert _risks(twin) == expected

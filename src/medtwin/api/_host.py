@@ -271,12 +271,13 @@ class TwinHost:
                 "value": [float(e.value) for e in events],
             }
         )
-        return PatientHistory.from_frames(cgm, frame, patient_id=patient_id, source="ingestion")
+        # Validated by the store already (UTC times, finite values): skip from_frames' checks,
+        # which would cost more than the filter update itself.
+        return PatientHistory(cgm, frame, (), patient_id, "ingestion")
 
     def _publish(self, patient_id: str, twin: Twin, advanced: bool = True) -> None:
         previous = self._latest.get(patient_id)
         risks = _risks(twin) if advanced or previous is None else dict(previous["risks"])
-        cgm = twin.history_.cgm
         recent = self._recent[patient_id]
         glucose = recent[-1][1] if recent else float("nan")
         trend = _trend(recent)
@@ -287,7 +288,7 @@ class TwinHost:
             "glucose_mg_dl": None if np.isnan(glucose) else glucose,
             "trend_mg_dl_per_min": trend,
             "risks": risks,
-            "n_readings": len(cgm),
+            "n_readings": twin.n_readings_,
         }
         self._latest[patient_id] = update
         self.broadcaster.publish(patient_id, update)

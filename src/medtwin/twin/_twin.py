@@ -151,14 +151,33 @@ class Twin:
             self.ensemble_ = self.filter_.update(self.ensemble_, float(t), float(g), segment)
         # events after the last reading stay pending for the next observe()
         self._pending_events = events.iloc[pending:]
-        self.history_ = PatientHistory.from_frames(
-            pd.concat([self.history_.cgm, readings], ignore_index=True),
-            pd.concat([self.history_.events, events], ignore_index=True),
-            self.history_.issues + data.issues,
-            self.history_.patient_id,
-            self.history_.source,
-        )
+        # Appended lazily: a twin fed one reading at a time would otherwise copy its whole
+        # history on every reading (quadratic in the readings a service's twin lives through).
+        self._history_parts.append((readings, events, data.issues))
+        self.n_readings_ += len(readings)
         return self
+
+    @property
+    def history_(self) -> PatientHistory:
+        """Everything the twin has assimilated (readings, events and the issues found)."""
+        if self._history_parts:
+            base = self._history
+            parts = self._history_parts
+            self._history = PatientHistory.from_frames(
+                pd.concat([base.cgm, *(p[0] for p in parts)], ignore_index=True),
+                pd.concat([base.events, *(p[1] for p in parts)], ignore_index=True),
+                base.issues + tuple(i for p in parts for i in p[2]),
+                base.patient_id,
+                base.source,
+            )
+            self._history_parts = []
+        return self._history
+
+    @history_.setter
+    def history_(self, value: PatientHistory) -> None:
+        self._history = value
+        self._history_parts: list[tuple[pd.DataFrame, pd.DataFrame, tuple[Any, ...]]] = []
+        self.n_readings_ = len(value.cgm)
 
     # -- looking ahead -----------------------------------------------------------------------
 

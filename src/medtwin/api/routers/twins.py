@@ -59,7 +59,7 @@ def twin_state(patient_id: str, access: CurrentAccess) -> TwinOut:
         model=type(twin.model).__name__,
         now=twin.now.to_pydatetime(),
         n_members=int(w.size),
-        n_readings=len(twin.history_.cgm),
+        n_readings=twin.n_readings_,
         parameters=params,
         latest=access.service.host.latest(patient_id),
     )

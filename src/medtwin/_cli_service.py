@@ -83,7 +83,7 @@ def serve(
         if settings.mqtt is not None:
             bridge = MqttBridge(
                 settings.mqtt,
-                svc.ingest_device_message,
+                svc.ingest_device_messages,
                 on_refused=lambda dev, why: svc.store.audit(
                     f"device:{dev}", "device", "mqtt message", f"Device/{dev}", "denied", detail=why
                 ),

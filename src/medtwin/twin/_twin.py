@@ -79,6 +79,10 @@ class Twin:
         Seed of every random draw the twin makes.
     """
 
+    _history: PatientHistory
+    _history_parts: list[tuple[pd.DataFrame, pd.DataFrame, tuple[Any, ...]]]
+    n_readings_: int
+
     def __init__(
         self,
         model: AbstractModel | type[AbstractModel] = UvaPadova2008,
@@ -176,7 +180,7 @@ class Twin:
     @history_.setter
     def history_(self, value: PatientHistory) -> None:
         self._history = value
-        self._history_parts: list[tuple[pd.DataFrame, pd.DataFrame, tuple[Any, ...]]] = []
+        self._history_parts = []
         self.n_readings_ = len(value.cgm)
 
     # -- looking ahead -----------------------------------------------------------------------

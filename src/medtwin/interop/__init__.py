@@ -2,12 +2,14 @@
 
 Only this package knows file formats and their units; everything above it sees UTC times, mg/dL,
 U, U/h and g.  Wearable and CGM readers live in :mod:`medtwin.interop.wearables`; FHIR R4 validation,
-import to records and export of the twins' outputs in :mod:`medtwin.interop.fhir`.
+import to records and export of the twins' outputs in :mod:`medtwin.interop.fhir`; NONMEM-style
+dosing data sets in :mod:`medtwin.interop.nonmem`.
 """
 
 from __future__ import annotations
 
 from medtwin.interop import fhir
+from medtwin.interop.nonmem import NonmemData, read_nonmem, read_theophylline
 from medtwin.interop.wearables import (
     read_clarity,
     read_csv,
@@ -15,4 +17,13 @@ from medtwin.interop.wearables import (
     read_nightscout,
 )
 
-__all__ = ["fhir", "read_clarity", "read_csv", "read_fhir_observations", "read_nightscout"]
+__all__ = [
+    "NonmemData",
+    "fhir",
+    "read_clarity",
+    "read_csv",
+    "read_fhir_observations",
+    "read_nightscout",
+    "read_nonmem",
+    "read_theophylline",
+]

@@ -22,6 +22,7 @@ from medtwin.models._base import (
     State,
     Uniform,
 )
+from medtwin.models.pk import PK_MODELS
 from medtwin.models.uva_padova import (
     EAT_RATE_G_PER_MIN,
     UvaPadova2008,
@@ -31,7 +32,7 @@ from medtwin.models.uva_padova import (
     patient_names,
 )
 
-ALL_MODELS: tuple[type[AbstractModel], ...] = (UvaPadova2008, UvaPadova2008Circadian)
+ALL_MODELS: tuple[type[AbstractModel], ...] = (UvaPadova2008, UvaPadova2008Circadian, *PK_MODELS)
 """Every model medtwin ships; the contract tests run over each."""
 
 __all__ = [

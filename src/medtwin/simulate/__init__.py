@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from medtwin.simulate._dosing import DEFAULT_DOSE_SOLVER, simulate_doses
 from medtwin.simulate._engine import default_chunk_size, simulate, trajectory_function
 from medtwin.simulate._protocols import Controller, ControlObservation, Pump, Sensor
 from medtwin.simulate.schedule import CompiledSchedule, Event, Schedule, compile_schedules
@@ -9,6 +10,7 @@ from medtwin.simulate.solution import Solution
 from medtwin.simulate.solvers import RK4, Adaptive, Solver
 
 __all__ = [
+    "DEFAULT_DOSE_SOLVER",
     "RK4",
     "Adaptive",
     "CompiledSchedule",
@@ -23,5 +25,6 @@ __all__ = [
     "compile_schedules",
     "default_chunk_size",
     "simulate",
+    "simulate_doses",
     "trajectory_function",
 ]

@@ -25,6 +25,7 @@ import numpy as np
 
 from medtwin.errors import ConfigurationError, ParameterError, SimulationError
 from medtwin.models._base import AbstractModel, Array, Fixed
+from medtwin.models.pk.dosing import DoseTable, Regimen
 from medtwin.simulate._protocols import Controller, ControlObservation, Pump, Sensor
 from medtwin.simulate.schedule import Schedule, as_schedules, compile_schedules
 from medtwin.simulate.solution import Solution
@@ -89,7 +90,10 @@ def simulate(
     model:
         A model class or instance from :mod:`medtwin.models`.
     schedule:
-        One :class:`~medtwin.simulate.Schedule` shared by the batch, or one per patient.
+        One :class:`~medtwin.simulate.Schedule` shared by the batch, or one per patient; or, for
+        a PK model, a :class:`~medtwin.models.pk.Regimen` or :class:`~medtwin.models.pk.DoseTable`,
+        which runs with exact dose events (:func:`~medtwin.simulate.simulate_doses`; ``t`` is
+        then any set of observation times in hours).
     t:
         Output times in the model's time unit: equally spaced, spacing a multiple of ``solver.dt``.
     params, x0:
@@ -129,6 +133,11 @@ def simulate(
     >>> sol["Gsub"].shape
     (1, 49)
     """
+    if isinstance(schedule, (Regimen, DoseTable)):
+        return _simulate_doses(
+            model, schedule, t, params, x0, solver, (controller, sensor, pump), record,
+            patient_ids, chunk_size, dtype,
+        )  # fmt: skip
     mdl = _instance(model)
     cls = type(mdl)
     if dtype not in ("float64", "float32"):
@@ -219,6 +228,35 @@ def simulate(
         time_unit=cls.time_unit,
         model_name=cls.__name__,
     )
+
+
+def _simulate_doses(
+    model: AbstractModel | type[AbstractModel],
+    doses: Regimen | DoseTable,
+    t: Any,
+    params: Mapping[str, Any] | None,
+    x0: Mapping[str, Any] | None,
+    solver: RK4 | Adaptive | None,
+    closed_loop: tuple[Any, ...],
+    record: Iterable[str] | str | None,
+    patient_ids: Iterable[str] | None,
+    chunk_size: int | None,
+    dtype: str,
+) -> Solution:
+    from medtwin.simulate._dosing import simulate_doses
+
+    if any(part is not None for part in closed_loop):
+        raise ConfigurationError(
+            "a regimen or dose table runs open loop: drop controller, sensor, pump"
+        )
+    if dtype != "float64":
+        raise ConfigurationError("dose events run in float64")
+    if solver is not None and not isinstance(solver, RK4):
+        raise ConfigurationError(f"dose events run on RK4, got {type(solver).__name__}")
+    return simulate_doses(
+        model, doses, t, params=params, x0=x0, solver=solver, record=record,
+        patient_ids=patient_ids, chunk_size=chunk_size,
+    )  # fmt: skip
 
 
 def trajectory_function(

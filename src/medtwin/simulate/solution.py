@@ -17,6 +17,9 @@ __all__ = ["Solution"]
 class Solution:
     """Trajectories of N patients on T output times.
 
+    ``t`` is ``(T,)``, shared by the batch, or ``(N, T)`` when every patient has their own
+    observation times (:func:`~medtwin.simulate.simulate_doses`).
+
     ``values[name]`` is an (N, T) array for each recorded quantity (states, observations, sensor
     readings, ``<input>_delivered`` for rate inputs and ``<input>_announced`` for amount inputs:
     the amount given in the interval that starts at that time).  ``final_state`` holds every
@@ -50,10 +53,10 @@ class Solution:
 
     def to_pandas(self) -> pd.DataFrame:
         """Long format: one row per (patient, time), one column per recorded quantity."""
-        n, t = self.n_patients, self.t.size
+        n, t = self.n_patients, self.t.shape[-1]
         frame: dict[str, Any] = {
             "patient": np.repeat(np.asarray(self.patient_ids, dtype=object), t),
-            f"t_{self.time_unit}": np.tile(self.t, n),
+            f"t_{self.time_unit}": self.t.reshape(-1) if self.t.ndim == 2 else np.tile(self.t, n),
         }
         for name, arr in self.values.items():
             frame[name] = arr.reshape(-1)
@@ -67,11 +70,10 @@ class Solution:
             name: (("patient", "time"), arr, {"units": self.units.get(name, "")})
             for name, arr in self.values.items()
         }
+        per_patient = self.t.ndim == 2
+        time = (("patient", "time") if per_patient else "time", self.t, {"units": self.time_unit})
         return xr.Dataset(
             data,
-            coords={
-                "patient": list(self.patient_ids),
-                "time": ("time", self.t, {"units": self.time_unit}),
-            },
+            coords={"patient": list(self.patient_ids), "t" if per_patient else "time": time},
             attrs={"model": self.model_name},
         )

@@ -311,3 +311,17 @@ def test_models_by_name():
 def test_bad_calls_are_rejected(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_an_iv_model_under_jit_without_kinds():
+    import jax
+    import jax.numpy as jnp
+
+    from medtwin.models.pk import Regimen, TwoCompartment, concentration
+
+    doses = Regimen.bolus(100.0, every_h=12, doses=3).to_doses(TwoCompartment)
+    t = jnp.linspace(0.0, 36.0, 10)
+    p = {"CL": 5.0, "V1": 20.0, "Q2": 2.0, "V2": 30.0}
+    direct = concentration(TwoCompartment, p, doses, t)
+    traced = jax.jit(lambda q, d: concentration(TwoCompartment, q, d, t))(p, doses)
+    assert jnp.allclose(direct, traced, rtol=1e-12)

@@ -245,8 +245,10 @@ def _static_flags(cls: type[PKModel], doses: DoseTable) -> dict[str, bool]:
         duration = np.asarray(doses.duration_h)
         ss = np.asarray(doses.ss)
         until = np.asarray(doses.until_h)
-    except Exception:  # a traced table (jit/vmap over doses): keep every code path
-        return dict.fromkeys(("central", "depot", "infusion", "ss", "until"), True)
+    except Exception:  # a traced table (jit/vmap over doses): keep every code path it may use
+        flags = dict.fromkeys(("central", "depot", "infusion", "ss", "until"), True)
+        flags["depot"] = cls.depot is not None  # an IV-only model has no depot to dose
+        return flags
     given = amount > 0
     central = pk.dose_cmt("iv")
     depot = pk.dose_cmt("oral") if pk.depot is not None else None

@@ -987,10 +987,12 @@ def run_demo(folder: Path, *, echo: bool = True) -> dict[str, Path]:
 
 
 def _register_subcommands() -> None:
+    from medtwin._cli_pk import pk_app
     from medtwin._cli_service import register
     from medtwin._cli_twin import twin_app
 
     app.add_typer(twin_app, name="twin")
+    app.add_typer(pk_app, name="pk")
     register(app)
 
 

@@ -15,6 +15,7 @@ from medtwin.api.routers import (
     alerts,
     audit,
     auth,
+    dosing,
     fhir,
     live,
     nightscout,
@@ -71,6 +72,7 @@ def create_app(
     install_error_handlers(app)
     for module in (auth, patients, observations, twins, alerts, audit, research, nightscout, fhir):
         app.include_router(module.router)
+    app.include_router(dosing.router)
     app.include_router(live.router)
 
     @app.get("/healthz", tags=["service"])

@@ -6,21 +6,34 @@ import math
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "AlertOut",
     "CompareIn",
     "CompareOut",
+    "DoseGivenIn",
+    "DosingCandidateOut",
+    "DosingCovariateOut",
+    "DosingCurveOut",
+    "DosingIn",
+    "DosingLimitIn",
+    "DosingModelOut",
+    "DosingOut",
+    "DosingParameterOut",
+    "DosingTargetIn",
     "EventIn",
     "EventOut",
+    "ExposureOut",
     "ForecastOut",
     "IngestOut",
+    "LevelIn",
     "ObservationIn",
     "ObservationOut",
     "PatientIn",
     "PatientOut",
     "ReadingsIn",
+    "RegimenIn",
     "RiskOut",
     "ScenarioAction",
     "TokenOut",
@@ -221,3 +234,215 @@ class AlertOut(BaseModel):
     model: str
     message: str
     acknowledged_by: str | None = None
+
+
+# -- model-informed precision dosing ----------------------------------------------------------
+
+_DOSING_METRIC = Literal["auc24", "trough", "peak"]
+_MAX_TIME_H = 24.0 * 365  # a year of dosing history
+
+
+class DoseGivenIn(_Strict):
+    """A dose given: ``dose_mg`` at ``time_h`` (h from the first dose) over ``duration_h`` (0: bolus)."""
+
+    time_h: float = Field(ge=0, le=_MAX_TIME_H)
+    dose_mg: float = Field(gt=0, le=100_000)
+    duration_h: float = Field(default=1.0, ge=0, le=48)
+
+
+class LevelIn(_Strict):
+    """A measured concentration (mg/L) at ``time_h`` (hours from the first dose)."""
+
+    time_h: float = Field(ge=0, le=_MAX_TIME_H)
+    concentration_mg_l: float = Field(ge=0, le=10_000)
+
+
+class DosingTargetIn(_Strict):
+    """The exposure window aimed at: AUC24 in mg.h/L, trough or peak in mg/L (no ``high``: none)."""
+
+    kind: _DOSING_METRIC = "auc24"
+    low: float = Field(default=400.0, ge=0, le=100_000)
+    high: float | None = Field(default=600.0, gt=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DosingTargetIn:
+        if self.high is not None and not self.low < self.high:
+            raise ValueError(f"target.low ({self.low}) must be below target.high ({self.high})")
+        return self
+
+
+class DosingLimitIn(_Strict):
+    """A toxicity threshold: exposure ``above`` it counts as toxic (mg.h/L for AUC24, else mg/L)."""
+
+    kind: _DOSING_METRIC = "trough"
+    above: float = Field(gt=0, le=100_000)
+
+
+class RegimenIn(_Strict):
+    """A candidate maintenance regimen: ``dose_mg`` every ``every_h`` infused over ``duration_h``."""
+
+    dose_mg: float = Field(gt=0, le=20_000)
+    every_h: float = Field(ge=1, le=168)
+    duration_h: float = Field(default=1.0, ge=0, le=48)
+
+    @model_validator(mode="after")
+    def _fits(self) -> RegimenIn:
+        if not self.duration_h < self.every_h:
+            raise ValueError(
+                f"duration_h ({self.duration_h}) must be shorter than every_h ({self.every_h})"
+            )
+        return self
+
+
+class DosingIn(_Strict):
+    """A dosing question: the patient's covariates, doses and levels, the target, the candidates.
+
+    ``candidates="recommend"`` searches 250-4000 mg every 8, 12 or 24 h (infused at 1 g/h, at
+    least 1 h) and returns the best few.  Times are hours from the first dose.
+    """
+
+    model: str = Field(default="vancomycin-goti2018", min_length=1, max_length=64)
+    covariates: dict[str, float] = Field(max_length=20)
+    doses: list[DoseGivenIn] = Field(default_factory=list, max_length=1000)
+    levels: list[LevelIn] = Field(default_factory=list, max_length=200)
+    target: DosingTargetIn = Field(default_factory=DosingTargetIn)
+    toxicity: DosingLimitIn | None = Field(
+        default_factory=lambda: DosingLimitIn(kind="trough", above=20.0),
+        description="null for none; default trough > 20 mg/L",
+    )
+    candidates: list[RegimenIn] | Literal["recommend"] = Field(default="recommend")
+    max_p_toxic: float | None = Field(
+        default=None, ge=0, le=1, description="only regimens with P(toxic) at most this qualify"
+    )
+    next_dose_h: float | None = Field(
+        default=None,
+        ge=0,
+        le=_MAX_TIME_H,
+        description="when a candidate's first dose is given (default: when the next one is due)",
+    )
+    posterior: Literal["laplace", "importance"] = "laplace"
+    n_draws: int = Field(default=1000, ge=50, le=5000)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+    @field_validator("covariates")
+    @classmethod
+    def _covariates_finite(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if not math.isfinite(x):
+                raise ValueError(f"covariates.{k} is not a finite number")
+        return v
+
+    @field_validator("candidates")
+    @classmethod
+    def _some_candidates(
+        cls, v: list[RegimenIn] | Literal["recommend"]
+    ) -> list[RegimenIn] | Literal["recommend"]:
+        if isinstance(v, list) and not 1 <= len(v) <= 8:
+            raise ValueError(f'give 1 to 8 candidate regimens or "recommend", got {len(v)}')
+        return v
+
+    @model_validator(mode="after")
+    def _levels_after_doses(self) -> DosingIn:
+        if self.levels and not self.doses:
+            raise ValueError("levels need the doses that produced them: give doses")
+        if self.doses:
+            first = min(d.time_h for d in self.doses)
+            for i, level in enumerate(self.levels):
+                if level.time_h <= first:
+                    raise ValueError(
+                        f"levels[{i}].time_h ({level.time_h} h) is not after the first dose "
+                        f"(at {first} h): times are hours from the first dose"
+                    )
+        return self
+
+
+class DosingCovariateOut(BaseModel):
+    """A covariate a dosing model needs, with its unit and accepted range."""
+
+    name: str
+    unit: str
+    description: str
+    minimum: float
+    maximum: float
+    default: float | None = None
+
+
+class DosingModelOut(BaseModel):
+    """A shipped population PK model for dosing."""
+
+    name: str
+    drug: str
+    structure: str
+    route: str
+    covariates: list[DosingCovariateOut]
+    parameters: dict[str, str] = Field(description="PK parameter -> unit")
+    theta: dict[str, float]
+    iiv_cv_percent: dict[str, float]
+    default_target: DosingTargetIn
+    default_toxicity: DosingLimitIn
+    reference: str
+
+
+class DosingParameterOut(BaseModel):
+    """A PK parameter of the patient: MAP estimate, typical value (eta = 0), 90% interval."""
+
+    map: float
+    typical: float
+    lower_90: float
+    upper_90: float
+    unit: str
+
+
+class ExposureOut(BaseModel):
+    """A steady-state exposure over the posterior: median and 90% interval."""
+
+    median: float
+    lower_90: float
+    upper_90: float
+    unit: str
+
+
+class DosingCurveOut(BaseModel):
+    """Concentration (mg/L) at ``DosingOut.times_h``: posterior median and 90% band."""
+
+    median: list[float]
+    lower_90: list[float]
+    upper_90: list[float]
+
+
+class DosingCandidateOut(BaseModel):
+    """One candidate regimen: probabilities with their Monte-Carlo standard errors, exposures."""
+
+    dose_mg: float
+    every_h: float
+    duration_h: float
+    daily_dose_mg: float
+    start_h: float = Field(description="when its first dose is given (hours from the first dose)")
+    pta: float = Field(description="probability of target attainment at steady state")
+    pta_mcse: float
+    p_below: float
+    p_above: float
+    p_toxic: float | None
+    p_toxic_mcse: float | None
+    exposure: dict[str, ExposureOut]
+    recommended: bool
+    curve: DosingCurveOut
+
+
+class DosingOut(BaseModel):
+    """The patient's individualised PK and each candidate's outlook."""
+
+    patient_id: str
+    model: str
+    posterior: str
+    n_draws: int
+    ess: float = Field(description="effective sample size of the posterior draws")
+    seed: int
+    n_levels: int
+    target: dict[str, object]
+    toxicity: dict[str, object] | None
+    parameters: dict[str, DosingParameterOut]
+    recommendation: str
+    recommended_index: int
+    times_h: list[float]
+    candidates: list[DosingCandidateOut]

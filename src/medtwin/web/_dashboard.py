@@ -111,6 +111,12 @@ def mount_dashboard(app: FastAPI) -> None:
             return PlainTextResponse("no such page", 404, headers=_PAGE_HEADERS)
         return page(request, "patient")
 
+    @router.api_route("/patients/{patient_id}/dosing", methods=_READ)
+    def dosing_page(request: Request, patient_id: str) -> Response:
+        if not _PATIENT_ID.match(patient_id):
+            return PlainTextResponse("no such page", 404, headers=_PAGE_HEADERS)
+        return page(request, "dosing")
+
     @router.api_route("/audit", methods=_READ)
     def audit_page(request: Request) -> Response:
         return page(request, "audit")

@@ -590,6 +590,7 @@ function setUpWhatIf() {
 start(async () => {
   renderHeader(null);
   byTestId("patient-id").textContent = patientId;
+  byTestId("dosing-link").href = `/patients/${encodeURIComponent(patientId)}/dosing`;
   setUpWhatIf();
   historySelect.addEventListener("change", draw);
   horizonSelect.addEventListener("change", () => {

@@ -249,3 +249,20 @@ def test_oral_recommendation_for_an_oral_model():
     assert rec.summary["dose_mg"] == 1250.0 and rec.summary["infusion_h"] == 0.0
     assert rec.summary["auc24_median"] == pytest.approx(500.0, rel=1e-6)
     assert "infused" not in str(rec)
+
+
+def test_bands_are_the_weighted_quantiles_of_the_draws_concentrations():
+    twin = DosingTwin(seed=0, n_samples=400).fit(
+        TDMHistory(PATIENT, GIVEN, [38.0, 47.5], [27.5, 21.0])
+    )
+    table = GIVEN.to_doses(TwoCompartment)
+    times = np.linspace(0.0, 48.0, 25)
+    conc, w = twin.concentrations(table, times)
+    bands = twin.bands(table, times, (0.05, 0.5, 0.95))
+    assert bands.shape == (3, len(times))
+    assert np.all(bands[0] <= bands[1]) and np.all(bands[1] <= bands[2])
+    # the median at each time splits the weight in half
+    j = len(times) // 2
+    below = w[conc[:, j] < bands[1, j]].sum() / w.sum()
+    assert below <= 0.5 + 1e-9
+    assert below + w[conc[:, j] == bands[1, j]].sum() / w.sum() >= 0.5 - 1e-9

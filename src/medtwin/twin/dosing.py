@@ -708,19 +708,59 @@ class DosingTwin:
                 duration = max(1.0, float(d) / infusion_rate_mg_h) if route == "iv" else 0.0
                 regimens.append(Regimen((_administration(route, float(d), tau, duration),)))
         table = self.compare(regimens)
-        table["_regimen"] = range(len(table))
+        best = self.best(table, max_toxicity=max_toxicity)
         keys = ["pta", "daily_dose_mg", "p_toxic", "tau_h"]
         order = table.sort_values(keys, ascending=[False, True, True, False], na_position="last")
-        eligible = order
+        return DosingRecommendation(
+            regimen=regimens[best],
+            summary=table.iloc[best],
+            candidates=order.reset_index(drop=True),
+        )
+
+    def best(self, table: pd.DataFrame, *, max_toxicity: float | None = None) -> int:
+        """Row position of the best regimen in a :meth:`compare` table.
+
+        Highest PTA, then the lower daily dose, the lower P(toxic), the longer interval; with
+        ``max_toxicity`` only regimens with ``P(toxic) <= max_toxicity`` are eligible (the least
+        toxic when none is).
+        """
+        ranked = table.reset_index(drop=True)
+        keys = ["pta", "daily_dose_mg", "p_toxic", "tau_h"]
+        order = ranked.sort_values(keys, ascending=[False, True, True, False], na_position="last")
         if max_toxicity is not None and self.toxicity is not None:
             eligible = order[order["p_toxic"] <= max_toxicity]
-            if eligible.empty:
-                eligible = order.sort_values(["p_toxic", "daily_dose_mg"])
-        pick = eligible.iloc[0]
-        return DosingRecommendation(
-            regimen=regimens[int(pick["_regimen"])],
-            summary=pick.drop("_regimen"),
-            candidates=order.drop(columns="_regimen").reset_index(drop=True),
+            order = (
+                eligible if not eligible.empty else order.sort_values(["p_toxic", "daily_dose_mg"])
+            )
+        return int(order.index[0])
+
+    def concentrations(
+        self, doses: DoseTable, times_h: Sequence[float] | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior predictive concentrations (mg/L) under ``doses``: ``(draws, T)`` and weights.
+
+        ``doses`` is the whole dosing history of the patient (given and planned) as a table for
+        the model's PK structure, times in hours from the first dose.
+        """
+        self._check_fitted()
+        model = self._model()
+        subject: dict[str, Any] = {k: jnp.asarray(v) for k, v in self.covariates_.items()}
+        subject |= {"time": jnp.asarray(np.asarray(times_h, dtype=float)), "doses": doses}
+        pop = model.population_for(doses)
+        conc = np.asarray(_predict_draws(pop)(jnp.asarray(self.draws_), subject))
+        # a table of one subject (a leading axis of 1) gives (draws, 1, T)
+        return conc.reshape(len(self.draws_), -1), np.asarray(self.weights_)
+
+    def bands(
+        self,
+        doses: DoseTable,
+        times_h: Sequence[float] | np.ndarray,
+        quantiles: Sequence[float] = (0.05, 0.5, 0.95),
+    ) -> np.ndarray:
+        """Weighted posterior quantiles of the concentration at each time: ``(len(q), T)``."""
+        conc, w = self.concentrations(doses, times_h)
+        return np.stack(
+            [_weighted_quantile(conc[:, j], w, quantiles) for j in range(conc.shape[1])], axis=1
         )
 
     # -- helpers -------------------------------------------------------------------------------

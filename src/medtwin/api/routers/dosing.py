@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter
@@ -34,7 +33,7 @@ from medtwin.api.schemas import (
     RegimenIn,
 )
 from medtwin.errors import ParameterError
-from medtwin.models.pk import Administration, Dose, DoseTable, Regimen, concentration
+from medtwin.models.pk import Administration, Dose, DoseTable, Regimen
 from medtwin.twin.dosing import (
     METRICS,
     DosingTwin,
@@ -210,22 +209,6 @@ def _regimen(r: RegimenIn) -> Regimen:
     return Regimen((Administration("iv", r.dose_mg, 0.0, r.every_h, 1, r.duration_h, True),))
 
 
-def _rank(table: pd.DataFrame, max_p_toxic: float | None) -> int:
-    """Row of the best candidate, ranked as :meth:`DosingTwin.recommend` ranks its own.
-
-    Highest PTA, then lower daily dose, lower P(toxic), longer interval; with ``max_p_toxic``
-    only those at or under it (the least toxic when none is).
-    """
-    keys = ["pta", "daily_dose_mg", "p_toxic", "tau_h"]
-    order = table.sort_values(keys, ascending=[False, True, True, False], na_position="last")
-    if max_p_toxic is not None and table["p_toxic"].notna().all():
-        eligible = order[order["p_toxic"] <= max_p_toxic]
-        if eligible.empty:
-            eligible = order.sort_values(["p_toxic", "daily_dose_mg"])
-        order = eligible
-    return int(order.index[0])
-
-
 def _candidates(twin: DosingTwin, body: DosingIn) -> tuple[list[RegimenIn], pd.DataFrame, int]:
     """The candidates, their comparison table and the index of the recommended one."""
     if body.candidates == "recommend":
@@ -243,7 +226,7 @@ def _candidates(twin: DosingTwin, body: DosingIn) -> tuple[list[RegimenIn], pd.D
         return regimens, table, 0
     regimens = list(body.candidates)
     table = twin.compare([_regimen(r) for r in regimens])
-    return regimens, table, _rank(table, body.max_p_toxic)
+    return regimens, table, twin.best(table, max_toxicity=body.max_p_toxic)
 
 
 def _grid(body: DosingIn, regimens: Sequence[RegimenIn]) -> np.ndarray:
@@ -260,38 +243,16 @@ def _grid(body: DosingIn, regimens: Sequence[RegimenIn]) -> np.ndarray:
     return np.unique(np.round(times[(times >= 0) & (times <= end)], 4))
 
 
-def _quantiles(conc: np.ndarray, w: np.ndarray, q: Sequence[float]) -> list[np.ndarray]:
-    """Weighted quantiles over the draws (axis 0) at every time."""
-    order = np.argsort(conc, axis=0)
-    cum = np.cumsum(w[order], axis=0)
-    cum /= cum[-1]
-    sorted_conc = np.take_along_axis(conc, order, axis=0)
-    out = []
-    for p in q:
-        idx = np.minimum((cum < p).sum(axis=0), conc.shape[0] - 1)
-        out.append(np.take_along_axis(sorted_conc, idx[None, :], axis=0)[0])
-    return out
-
-
 def _curve(
     twin: DosingTwin, model: PopulationPK, body: DosingIn, r: RegimenIn, times: np.ndarray
 ) -> DosingCurveOut:
     """The doses given, then the candidate from when the next dose is due, over every draw."""
-    pop = model.population
-    theta = {k: jnp.asarray(v) for k, v in pop.theta.items()}
-    draws = np.asarray(twin.draws_)
-    eta = {n: jnp.asarray(draws[:, i]) for i, n in enumerate(pop.eta_names)}
-    cov = {k: jnp.asarray(v) for k, v in twin.covariates_.items()}
-    params = model.individual(theta, eta, cov)
     cmt = model.pk_model.dose_cmt("iv")
     start = _next_dose_h(body, r.every_h)
     n_new = int((times[-1] - start) // r.every_h) + 1
     records = [Dose(d.time_h, d.dose_mg, cmt, d.duration_h) for d in body.doses]
     records.append(Dose(start, r.dose_mg, cmt, r.duration_h, ii_h=r.every_h, addl=n_new - 1))
-    table = DoseTable.from_doses([records])
-    conc = np.asarray(concentration(model.pk_model, params, table, jnp.asarray(times)))
-    conc = conc.reshape(draws.shape[0], times.size)
-    lo, med, hi = _quantiles(conc, np.asarray(twin.weights_), [0.05, 0.5, 0.95])
+    lo, med, hi = twin.bands(DoseTable.from_doses([records]), times, (0.05, 0.5, 0.95))
     return DosingCurveOut(
         median=[round(float(v), 3) for v in med],
         lower_90=[round(float(v), 3) for v in lo],

@@ -87,6 +87,29 @@ class PKModel(AbstractModel):
         return {s.name: zero for s in self.states}
 
 
+class LinearPKModel(PKModel):
+    """A linear mammillary model: its rhs and micro-constants follow from ``n_compartments``.
+
+    The equations (amounts ``A_i``, mg; micro-constants ``k10 = CL/V1``, ``k1j = Qj/V1``,
+    ``kj1 = Qj/Vj``; an oral model's depot ``dA_d/dt = -KA A_d + F r_oral``)::
+
+        dA_1/dt = KA A_d + r_iv - (k10 + sum_j k1j) A_1 + sum_j kj1 A_j
+        dA_j/dt = k1j A_1 - kj1 A_j                                     (j = 2, 3)
+    """
+
+    __abstract__ = True
+
+    def derived(self, p: Mapping[str, Array]) -> dict[str, Array]:
+        """Micro-constants ``k10``, ``k1j``, ``kj1`` from CL, volumes and clearances."""
+        return micro_constants(p, self.n_compartments)
+
+    def rhs(
+        self, t: Array, x: Mapping[str, Array], p: Mapping[str, Array], u: Mapping[str, Array]
+    ) -> dict[str, Array]:
+        """Amount derivatives (mg/h)."""
+        return linear_rhs(x, p, u, self.n_compartments, oral=self.depot is not None)
+
+
 # ---------------------------------------------------------------------------------------------
 # Declarations shared by the linear models
 # ---------------------------------------------------------------------------------------------

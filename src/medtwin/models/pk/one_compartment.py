@@ -17,9 +17,7 @@ Pharmacokinetics and Pharmacodynamics, 4th ed., 2011, ch. 3, 6 and 11).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from medtwin.models._base import Array, Observation, State
+from medtwin.models._base import Observation, State
 from medtwin.models.pk._base import (
     ABSORPTION_PARAMS,
     IV_DOSE_INPUTS,
@@ -28,10 +26,8 @@ from medtwin.models.pk._base import (
     ORAL_DOSE_INPUTS,
     ORAL_INPUTS,
     ORAL_ROUTES,
-    PKModel,
+    LinearPKModel,
     disposition_params,
-    linear_rhs,
-    micro_constants,
 )
 
 __all__ = ["OneCompartment", "OneCompartmentOral"]
@@ -45,7 +41,7 @@ _CC = Observation(
 )
 
 
-class OneCompartment(PKModel):
+class OneCompartment(LinearPKModel):
     """One-compartment model, intravenous bolus and infusion (ADVAN1).
 
     >>> OneCompartment.param_names(), OneCompartment.dose_cmt("iv")
@@ -63,18 +59,8 @@ class OneCompartment(PKModel):
     dose_routes = IV_ROUTES
     dose_inputs = IV_DOSE_INPUTS
 
-    def derived(self, p: Mapping[str, Array]) -> dict[str, Array]:
-        """The elimination rate constant ``k10 = CL/V``."""
-        return micro_constants(p, 1)
 
-    def rhs(
-        self, t: Array, x: Mapping[str, Array], p: Mapping[str, Array], u: Mapping[str, Array]
-    ) -> dict[str, Array]:
-        """Amount derivatives (mg/h)."""
-        return linear_rhs(x, p, u, 1, oral=False)
-
-
-class OneCompartmentOral(PKModel):
+class OneCompartmentOral(LinearPKModel):
     """One-compartment model with first-order absorption, lag time and bioavailability (ADVAN2).
 
     >>> OneCompartmentOral.state_names(), OneCompartmentOral.dose_cmt("oral")
@@ -95,13 +81,3 @@ class OneCompartmentOral(PKModel):
     observations = (_CC,)
     dose_routes = ORAL_ROUTES
     dose_inputs = ORAL_DOSE_INPUTS
-
-    def derived(self, p: Mapping[str, Array]) -> dict[str, Array]:
-        """The elimination rate constant ``k10 = CL/V``."""
-        return micro_constants(p, 1)
-
-    def rhs(
-        self, t: Array, x: Mapping[str, Array], p: Mapping[str, Array], u: Mapping[str, Array]
-    ) -> dict[str, Array]:
-        """Amount derivatives (mg/h)."""
-        return linear_rhs(x, p, u, 1, oral=True)

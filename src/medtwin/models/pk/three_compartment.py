@@ -20,9 +20,7 @@ expressions of the pharmacokinetic and pharmacodynamic models implemented in the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from medtwin.models._base import Array, Observation, State
+from medtwin.models._base import Observation, State
 from medtwin.models.pk._base import (
     ABSORPTION_PARAMS,
     IV_DOSE_INPUTS,
@@ -31,10 +29,8 @@ from medtwin.models.pk._base import (
     ORAL_DOSE_INPUTS,
     ORAL_INPUTS,
     ORAL_ROUTES,
-    PKModel,
+    LinearPKModel,
     disposition_params,
-    linear_rhs,
-    micro_constants,
 )
 
 __all__ = ["ThreeCompartment", "ThreeCompartmentOral"]
@@ -53,7 +49,7 @@ _DISPOSITION_STATES = (
 )
 
 
-class ThreeCompartment(PKModel):
+class ThreeCompartment(LinearPKModel):
     """Three-compartment model, intravenous bolus and infusion (ADVAN11).
 
     >>> ThreeCompartment.param_names()
@@ -70,18 +66,8 @@ class ThreeCompartment(PKModel):
     dose_routes = IV_ROUTES
     dose_inputs = IV_DOSE_INPUTS
 
-    def derived(self, p: Mapping[str, Array]) -> dict[str, Array]:
-        """Micro-constants ``k10``, ``k12``, ``k21``, ``k13``, ``k31``."""
-        return micro_constants(p, 3)
 
-    def rhs(
-        self, t: Array, x: Mapping[str, Array], p: Mapping[str, Array], u: Mapping[str, Array]
-    ) -> dict[str, Array]:
-        """Amount derivatives (mg/h)."""
-        return linear_rhs(x, p, u, 3, oral=False)
-
-
-class ThreeCompartmentOral(PKModel):
+class ThreeCompartmentOral(LinearPKModel):
     """Three-compartment model with first-order absorption, lag and bioavailability (ADVAN12).
 
     >>> ThreeCompartmentOral.dose_cmt("iv")
@@ -98,13 +84,3 @@ class ThreeCompartmentOral(PKModel):
     observations = (_CC,)
     dose_routes = ORAL_ROUTES
     dose_inputs = ORAL_DOSE_INPUTS
-
-    def derived(self, p: Mapping[str, Array]) -> dict[str, Array]:
-        """Micro-constants ``k10``, ``k12``, ``k21``, ``k13``, ``k31``."""
-        return micro_constants(p, 3)
-
-    def rhs(
-        self, t: Array, x: Mapping[str, Array], p: Mapping[str, Array], u: Mapping[str, Array]
-    ) -> dict[str, Array]:
-        """Amount derivatives (mg/h)."""
-        return linear_rhs(x, p, u, 3, oral=True)

@@ -16,9 +16,7 @@ Pharmacokinetic and Pharmacodynamic Data Analysis, 5th ed., 2016, ch. 2).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from medtwin.models._base import Array, Observation, State
+from medtwin.models._base import Observation, State
 from medtwin.models.pk._base import (
     ABSORPTION_PARAMS,
     IV_DOSE_INPUTS,
@@ -27,10 +25,8 @@ from medtwin.models.pk._base import (
     ORAL_DOSE_INPUTS,
     ORAL_INPUTS,
     ORAL_ROUTES,
-    PKModel,
+    LinearPKModel,
     disposition_params,
-    linear_rhs,
-    micro_constants,
 )
 
 __all__ = ["TwoCompartment", "TwoCompartmentOral"]
@@ -46,7 +42,7 @@ _CENTRAL = State("central", "mg", "amount in the central compartment")
 _PERIPHERAL = State("peripheral2", "mg", "amount in the peripheral compartment")
 
 
-class TwoCompartment(PKModel):
+class TwoCompartment(LinearPKModel):
     """Two-compartment model, intravenous bolus and infusion (ADVAN3).
 
     >>> TwoCompartment.param_names()
@@ -63,18 +59,8 @@ class TwoCompartment(PKModel):
     dose_routes = IV_ROUTES
     dose_inputs = IV_DOSE_INPUTS
 
-    def derived(self, p: Mapping[str, Array]) -> dict[str, Array]:
-        """Micro-constants ``k10``, ``k12``, ``k21``."""
-        return micro_constants(p, 2)
 
-    def rhs(
-        self, t: Array, x: Mapping[str, Array], p: Mapping[str, Array], u: Mapping[str, Array]
-    ) -> dict[str, Array]:
-        """Amount derivatives (mg/h)."""
-        return linear_rhs(x, p, u, 2, oral=False)
-
-
-class TwoCompartmentOral(PKModel):
+class TwoCompartmentOral(LinearPKModel):
     """Two-compartment model with first-order absorption, lag time and bioavailability (ADVAN4).
 
     >>> TwoCompartmentOral.state_names()
@@ -91,13 +77,3 @@ class TwoCompartmentOral(PKModel):
     observations = (_CC,)
     dose_routes = ORAL_ROUTES
     dose_inputs = ORAL_DOSE_INPUTS
-
-    def derived(self, p: Mapping[str, Array]) -> dict[str, Array]:
-        """Micro-constants ``k10``, ``k12``, ``k21``."""
-        return micro_constants(p, 2)
-
-    def rhs(
-        self, t: Array, x: Mapping[str, Array], p: Mapping[str, Array], u: Mapping[str, Array]
-    ) -> dict[str, Array]:
-        """Amount derivatives (mg/h)."""
-        return linear_rhs(x, p, u, 2, oral=True)

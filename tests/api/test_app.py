@@ -238,3 +238,26 @@ def test_the_hosts_risks_equal_the_twins_own(service, client, world):
         for s in RISKS
     }
     assert _risks(twin) == expected
+
+
+def test_batched_risks_equal_one_twin_at_a_time(service, client, world):
+    from medtwin.api._host import _risks, _risks_many
+    from medtwin.twin import Twin
+    from medtwin.twin._twin import forecast_many
+    from tests.conftest import hypo_trace
+
+    _events, times, values = hypo_trace(T0)
+    body = {"first_seq": 0, "times": [t.isoformat() for t in times], "values": values}
+    client.post("/api/devices/cgm-pa/readings", json=body, headers=world["device"])
+    assert service.host.wait_idle(120)
+    blob = service.host.twin("pa").to_bytes()
+    twins = []
+    for basal in (None, 0.2, 3.0):  # the patients' basal rates differ
+        twin = Twin.from_bytes(blob)
+        twin.basal_u_per_h_ = basal
+        twins.append(twin)
+    one_by_one = [_risks(twin) for twin in twins]
+    assert _risks_many(twins) == one_by_one
+    fcs = forecast_many(twins, 60.0, with_sensor_noise=False, with_bands=False)
+    # each twin's own basal rate reaches its forecast: more insulin, lower glucose
+    assert fcs[2].members[:, -1].mean() < fcs[1].members[:, -1].mean() - 1

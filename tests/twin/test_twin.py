@@ -164,3 +164,93 @@ def test_the_calibrators_other_parameters_reach_the_ensemble(patient):
     ).fit(h.between(h.start, h.start + pd.Timedelta(hours=2)))
     assert (twin.ensemble_.params["BW"] == 51.5).all()
     assert twin.ensemble_.params["kp3"][0] == pytest.approx(base["kp3"])
+
+
+def _prior_pf_twin(seed, n_members=40):
+    from medtwin.assimilate import ParticleFilter
+    from medtwin.calibrate import PriorCalibrator
+
+    return Twin(
+        calibrator=PriorCalibrator(),
+        filter=ParticleFilter(n_members=n_members, seed=seed),
+        seed=seed,
+    )
+
+
+def _with_events(h, events):
+    frame = pd.DataFrame(events, columns=["time", "kind", "value"])
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return PatientHistory.from_frames(h.cgm, pd.concat([h.events, frame], ignore_index=True))
+
+
+def test_observe_many_and_forecast_many_equal_one_twin_at_a_time(monkeypatch):
+    import medtwin.assimilate
+    from medtwin.assimilate import particle
+    from medtwin.twin._twin import forecast_many, observe_many
+
+    batched_runs = []
+
+    def counted(fn):
+        def wrapper(*args, **kwargs):
+            batched_runs.append(fn.__name__)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(particle, "run_steps", counted(particle.run_steps))
+    batched_sim = counted(medtwin.assimilate.simulate_members)
+    monkeypatch.setattr(medtwin.assimilate, "simulate_members", batched_sim)
+
+    patients = make_bench(n_patients=3, days=1, seed=5)
+    starts, news = [], []
+    for k, p in enumerate(patients):
+        h = p.history
+        t0 = h.start
+        first = h.between(t0, t0 + pd.Timedelta(hours=2))
+        # different basal rates per patient, set before the batch and (patient 1) inside it
+        first = _with_events(first, [(t0 + pd.Timedelta(minutes=30), "basal", 0.6 + 0.4 * k)])
+        nxt = h.between(
+            t0 + pd.Timedelta(hours=2, minutes=1), t0 + pd.Timedelta(hours=2, minutes=31)
+        )
+        if k == 1:
+            at = t0 + pd.Timedelta(hours=2, minutes=12)
+            nxt = _with_events(nxt, [(at, "bolus", 3.0), (at, "carbs", 40.0), (at, "basal", 1.5)])
+        if k == 2:  # fewer readings: the twins' updates fall out of step
+            nxt = PatientHistory.from_frames(nxt.cgm.iloc[::2], nxt.events)
+        starts.append(first)
+        news.append(nxt)
+    one = [_prior_pf_twin(10 + k).fit(h) for k, h in enumerate(starts)]
+    many = [_prior_pf_twin(10 + k).fit(h) for k, h in enumerate(starts)]
+    for twin, nxt in zip(one, news, strict=True):
+        twin.observe(nxt)
+    assert observe_many(many, news) == many
+    assert batched_runs.count("run_steps") >= 3  # the twins were updated together
+    assert len({twin.basal_u_per_h_ for twin in many}) == 3
+    for a, b in zip(one, many, strict=True):
+        assert a.ensemble_.t == b.ensemble_.t and a.ensemble_.step == b.ensemble_.step
+        assert a.n_readings_ == b.n_readings_
+        np.testing.assert_allclose(b.ensemble_.weights, a.ensemble_.weights, rtol=1e-9, atol=1e-15)
+        for k in a.ensemble_.states:
+            np.testing.assert_allclose(b.ensemble_.states[k], a.ensemble_.states[k], rtol=1e-9)
+        for k in a.ensemble_.params:
+            np.testing.assert_allclose(b.ensemble_.params[k], a.ensemble_.params[k], rtol=1e-9)
+        assert b.ensemble_.info.resampled == a.ensemble_.info.resampled
+        assert b.filter_.ess_ == pytest.approx(a.filter_.ess_, rel=1e-9)
+    # a pending carbohydrate event lies inside one twin's forecast
+    before = one[0].forecast(60.0, with_sensor_noise=False).members
+    many[0]._pending_events = one[0]._pending_events = pd.DataFrame(
+        {"time": [one[0].now + pd.Timedelta(minutes=20)], "kind": ["carbs"], "value": [50.0]}
+    )
+    for noise in (False, True):
+        batched_runs.clear()
+        batched = forecast_many(many, 60.0, with_sensor_noise=noise)
+        for a, fb in zip(one, batched, strict=True):
+            fa = a.forecast(60.0, with_sensor_noise=noise)
+            assert (fa.time == fb.time).all()
+            np.testing.assert_allclose(fb.members, fa.members, rtol=1e-9)
+            np.testing.assert_allclose(fb.median, fa.median, rtol=1e-9)
+            for level in fa.bands:
+                np.testing.assert_allclose(fb.bands[level], fa.bands[level], rtol=1e-9)
+        assert batched_runs == ["simulate_members"]  # one engine run for the three forecasts
+    eaten = forecast_many(many, 60.0, with_sensor_noise=False)[0].members
+    assert eaten[:, -1].mean() > before[:, -1].mean() + 10

@@ -3,8 +3,12 @@
 Ingestion (HTTP, MQTT, FHIR, Nightscout) commits readings to the store first and then calls
 :meth:`TwinHost.submit`; a worker thread takes each patient with new readings, assimilates them
 all in one ``observe`` (readings that arrive while the twin is busy coalesce), computes the risks,
-stores and pushes alerts, and pushes the update to WebSocket subscribers.  A twin is created when
-a patient first has an hour of CGM: it starts from the population prior
+stores and pushes alerts, and pushes the update to WebSocket subscribers.  A worker takes every
+patient waiting at once: their twins' filter updates run as one vectorised step and their risks
+come from one forecast (:func:`~medtwin.twin.observe_many`, ``forecast_many``), so a ward
+whose devices share a clock does not queue at each minute behind one twin after another.
+
+A twin is created when a patient first has an hour of CGM: it starts from the population prior
 (:class:`~medtwin.calibrate.PriorCalibrator`) and its particle filter personalises the parameters
 as readings arrive.  Twins are saved to the store every ``save_every`` updates and on shutdown; a
 restarted service restores each twin and replays the readings stored since it was saved.
@@ -15,6 +19,7 @@ it has fallen below it again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import queue
@@ -38,7 +43,7 @@ from medtwin.history import PatientHistory
 from medtwin.models import UvaPadova2008
 from medtwin.records import AlertRecord
 from medtwin.simulate import Schedule
-from medtwin.twin import Forecast, Twin
+from medtwin.twin import Forecast, Twin, forecast_many, observe_many
 
 __all__ = ["RISKS", "RiskSpec", "TwinHost", "alert_json", "trend_arrow"]
 
@@ -47,6 +52,8 @@ log = logging.getLogger("medtwin.host")
 CGM = "99504-3"
 MIN_READINGS = 12
 """A twin needs an hour of 5-minute CGM readings before it starts."""
+MAX_BATCH = 256
+"""At most this many patients' twins are updated in one round of a worker."""
 HISTORY_DAYS = 3
 MAX_GAP = pd.Timedelta(hours=12)
 """A gap in the readings after which a twin restarts from the recent readings."""
@@ -95,12 +102,44 @@ class TwinHost:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self, n_workers: int = 1) -> None:
-        """Start the worker threads."""
+    def start(self, n_workers: int = 1, *, warm_up: bool = True) -> None:
+        """Start the worker threads (and compile the batched update in the background)."""
         for i in range(n_workers):
             worker = threading.Thread(target=self._work, name=f"medtwin-twins-{i}", daemon=True)
             worker.start()
             self._workers.append(worker)
+        if warm_up:
+            threading.Thread(target=self._warm_up, name="medtwin-warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        """Compile the batched update and risk forecast on two synthetic twins.
+
+        Otherwise the first minute at which many twins advance together pays the compilation
+        (about a second), and every reading that waits for it.
+        """
+        try:
+            times = pd.date_range("2000-01-01", periods=MIN_READINGS, freq="5min", tz="UTC")
+            history = PatientHistory.from_frames(
+                pd.DataFrame({"time": times, "glucose_mg_dl": 120.0})
+            )
+            twins = [
+                Twin(
+                    self.model,
+                    calibrator=PriorCalibrator(self.model),
+                    filter=ParticleFilter(self.model, n_members=self.settings.n_members, seed=k),
+                    seed=k,
+                ).fit(history)
+                for k in range(2)
+            ]
+            for minutes in (1, 5):  # a device's reading every minute, a CGM's every 5
+                at = twins[0].now + pd.Timedelta(minutes=minutes)
+                reading = PatientHistory.from_frames(
+                    pd.DataFrame({"time": [at], "glucose_mg_dl": [120.0]})
+                )
+                observe_many(twins, [reading, reading])
+            _risks_many(twins)
+        except Exception:  # only a slower first batch: never a reason to stop the service
+            log.exception("warming up the batched twin updates failed")
 
     def stop(self, *, save: bool = True) -> None:
         """Finish queued work, stop the workers and save every twin."""
@@ -203,54 +242,120 @@ class TwinHost:
             patient_id = self._queue.get()
             if patient_id is None:
                 return
+            # Every patient already waiting joins this round: twins that advance together (a
+            # ward's devices share a clock) are updated in one vectorised step, not one by one.
+            entries = [patient_id]
+            last_round = False
+            while len(entries) < MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:  # this worker's stop signal: finish the round, then stop
+                    last_round = True
+                    break
+                entries.append(nxt)
+            ids = sorted(set(entries))
             with self._pending_lock:
-                batches = self._pending.pop(patient_id, [])
-            readings = [r for _, rs in batches for r in rs]
+                taken = {pid: self._pending.pop(pid, []) for pid in ids}
             try:
-                with self._locks[patient_id]:
-                    self._update(patient_id, readings)
-            except Exception:  # one patient's failure must not stop the others' twins
-                log.exception("twin update failed for patient %s", patient_id)
+                with contextlib.ExitStack() as locks:
+                    for pid in ids:  # in sorted order: two workers cannot deadlock
+                        locks.enter_context(self._locks[pid])
+                    self._update_many({pid: [r for _, rs in taken[pid] for r in rs] for pid in ids})
+            except Exception:  # a failure of the round must not stop the worker
+                log.exception("twin updates failed for patients %s", ", ".join(ids))
             finally:
                 done = time.perf_counter()
-                self.latencies_s.extend(done - stamp for stamp, rs in batches for _ in rs)
+                self.latencies_s.extend(
+                    done - stamp for pid in ids for stamp, rs in taken[pid] for _ in rs
+                )
                 with self._idle:
-                    self._busy -= 1
+                    self._busy -= len(entries)
                     self._idle.notify_all()
+            if last_round:
+                return
 
-    def _update(self, patient_id: str, readings: list[tuple[datetime, float]]) -> None:
+    def _update_many(self, readings: dict[str, list[tuple[datetime, float]]]) -> None:
+        """Update the patients' twins (their locks held): one batch for those that advance."""
+        ready: dict[str, tuple[Twin, float]] = {}  # patient -> (twin, its clock before)
+        observing: dict[str, PatientHistory] = {}
+        for patient_id, new_readings in readings.items():
+            try:
+                got = self._prepare(patient_id, new_readings)
+                if got is None:
+                    continue
+                twin, before, data = got
+                ready[patient_id] = (twin, before)
+                if data is not None:
+                    observing[patient_id] = data
+            except Exception:  # one patient's failure must not stop the others' twins
+                log.exception("twin update failed for patient %s", patient_id)
+        if observing:
+            ids = list(observing)
+            results = observe_many(
+                [ready[pid][0] for pid in ids],
+                [observing[pid] for pid in ids],
+                return_exceptions=True,
+            )
+            for pid, result in zip(ids, results, strict=True):
+                if isinstance(result, Exception):
+                    log.error("twin update failed for patient %s", pid, exc_info=result)
+                    del ready[pid]
+        advanced = []
+        for patient_id, (twin, before) in ready.items():
+            self._twins[patient_id] = twin
+            self._updates[patient_id] += 1
+            if self._updates[patient_id] % self.settings.save_every == 0:
+                try:
+                    self._save(patient_id)
+                except Exception:
+                    log.exception("saving the twin of patient %s failed", patient_id)
+            # The model's clock counts whole minutes: readings within the same minute as the
+            # last one are stored but leave the twin (and so its risks) as they were.
+            if float(twin.ensemble_.t) > before or patient_id not in self._latest:
+                advanced.append(patient_id)
+        risks: dict[str, dict[str, float]] = {}
+        try:
+            risks = dict(zip(advanced, _risks_many([ready[p][0] for p in advanced]), strict=True))
+        except Exception:  # the batch failed: one by one, so the error names the patient
+            for patient_id in advanced:
+                try:
+                    risks[patient_id] = _risks(ready[patient_id][0])
+                except Exception:
+                    log.exception("twin update failed for patient %s", patient_id)
+                    del ready[patient_id]
+        for patient_id, (twin, before) in ready.items():
+            try:
+                moved = float(twin.ensemble_.t) > before
+                self._publish(patient_id, twin, moved, risks.get(patient_id))
+            except Exception:
+                log.exception("publishing the update of patient %s failed", patient_id)
+
+    def _prepare(
+        self, patient_id: str, readings: list[tuple[datetime, float]]
+    ) -> tuple[Twin, float, PatientHistory | None] | None:
+        """The patient's twin, its clock, and the data it is to observe (None: nothing to)."""
         recent = self._recent[patient_id]
         for t, v in sorted(readings):
             recent.append((pd.Timestamp(t), float(v)))
         twin = self._twins.get(patient_id) or self._restore(patient_id)
         if twin is None:
             twin = self._create(patient_id)
-            if twin is None:
-                return
-            advanced = True
-        else:
-            before = float(twin.ensemble_.t)
-            new = [(t, v) for t, v in readings if pd.Timestamp(t) > twin.now]
-            last = max((pd.Timestamp(t) for t, _ in new), default=None)
-            if last is not None and last - twin.now > MAX_GAP:
-                # After a long gap (a sensor off for days) the twin's state says nothing about
-                # now: start again from the recent readings instead of integrating the gap.
-                log.info("patient %s: %s without readings; restarting the twin", patient_id,
-                         last - twin.now)  # fmt: skip
-                restarted = self._create(patient_id)
-                if restarted is None:
-                    return
-                twin, before = restarted, -np.inf
-            elif last is not None and _minute(twin, last) > twin.ensemble_.t:
-                twin.observe(self._new_data(patient_id, twin, new))
-            # The model's clock counts whole minutes: readings within the same minute as the
-            # last one are stored but leave the twin (and so its risks) as they were.
-            advanced = float(twin.ensemble_.t) > before
-        self._twins[patient_id] = twin
-        self._updates[patient_id] += 1
-        if self._updates[patient_id] % self.settings.save_every == 0:
-            self._save(patient_id)
-        self._publish(patient_id, twin, advanced)
+            return None if twin is None else (twin, -np.inf, None)
+        before = float(twin.ensemble_.t)
+        new = [(t, v) for t, v in readings if pd.Timestamp(t) > twin.now]
+        last = max((pd.Timestamp(t) for t, _ in new), default=None)
+        if last is not None and last - twin.now > MAX_GAP:
+            # After a long gap (a sensor off for days) the twin's state says nothing about
+            # now: start again from the recent readings instead of integrating the gap.
+            log.info("patient %s: %s without readings; restarting the twin", patient_id,
+                     last - twin.now)  # fmt: skip
+            restarted = self._create(patient_id)
+            return None if restarted is None else (restarted, -np.inf, None)
+        if last is not None and _minute(twin, last) > twin.ensemble_.t:
+            return twin, before, self._new_data(patient_id, twin, new)
+        return twin, before, None
 
     def _new_data(
         self, patient_id: str, twin: Twin, new: list[tuple[datetime, float]]
@@ -275,9 +380,16 @@ class TwinHost:
         # which would cost more than the filter update itself.
         return PatientHistory(cgm, frame, (), patient_id, "ingestion")
 
-    def _publish(self, patient_id: str, twin: Twin, advanced: bool = True) -> None:
+    def _publish(
+        self,
+        patient_id: str,
+        twin: Twin,
+        advanced: bool = True,
+        risks: dict[str, float] | None = None,
+    ) -> None:
         previous = self._latest.get(patient_id)
-        risks = _risks(twin) if advanced or previous is None else dict(previous["risks"])
+        if risks is None:
+            risks = _risks(twin) if advanced or previous is None else dict(previous["risks"])
         recent = self._recent[patient_id]
         glucose = recent[-1][1] if recent else float("nan")
         trend = _trend(recent)
@@ -424,7 +536,21 @@ def _risks(twin: Twin) -> dict[str, float]:
     within the window; one forecast instead of one per risk halves the cost of an update.
     """
     horizon = max(spec.window_min for spec in RISKS)
-    fc = twin.forecast(horizon, with_sensor_noise=False)
+    return _risks_from(twin.forecast(horizon, with_sensor_noise=False))
+
+
+def _risks_many(twins: Sequence[Twin]) -> list[dict[str, float]]:
+    """:func:`_risks` of several twins, their forecasts from one run of the engine."""
+    if not twins:
+        return []
+    horizon = max(spec.window_min for spec in RISKS)
+    return [
+        _risks_from(fc)
+        for fc in forecast_many(twins, horizon, with_sensor_noise=False, with_bands=False)
+    ]
+
+
+def _risks_from(fc: Forecast) -> dict[str, float]:
     weights = fc.weights / np.sum(fc.weights)
     out = {}
     for spec in RISKS:

@@ -8,14 +8,16 @@ values; each carries the :class:`UpdateInfo` of the update that made it.
 
 from __future__ import annotations
 
-from medtwin.assimilate._ensemble import Ensemble, UpdateInfo
+from medtwin.assimilate._ensemble import Ensemble, UpdateInfo, simulate_members
 from medtwin.assimilate.enkf import EnsembleKalmanFilter
-from medtwin.assimilate.particle import ParticleFilter, systematic_resample
+from medtwin.assimilate.particle import ParticleFilter, systematic_resample, update_many
 
 __all__ = [
     "Ensemble",
     "EnsembleKalmanFilter",
     "ParticleFilter",
     "UpdateInfo",
+    "simulate_members",
     "systematic_resample",
+    "update_many",
 ]

@@ -23,8 +23,10 @@ bolus, a sensor fault) are handled in two ways shared by both filters:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -35,7 +37,7 @@ from medtwin.errors import ConfigurationError, ParameterError, ScheduleError
 from medtwin.models._base import AbstractModel, Fixed, LogNormal
 from medtwin.simulate import RK4, Adaptive, Event, Schedule, simulate
 
-__all__ = ["Ensemble", "UpdateInfo"]
+__all__ = ["Ensemble", "UpdateInfo", "run_steps", "simulate_members"]
 
 # Transform codes of the augmented vector.
 _LINEAR, _LOG, _LOG1P = 0, 1, 2
@@ -774,3 +776,233 @@ class FilterSettings:
     def obs_sd_mg_dl(self) -> float:
         """Standard deviation of the sensor's error assumed by the analysis."""
         return self._core.obs_sd
+
+
+# ---------------------------------------------------------------------------------------------
+# Several patients at once: what a service does when many twins advance together
+# ---------------------------------------------------------------------------------------------
+
+
+PATIENTS_PER_STEP = 32
+"""Patients per call of a vectorised filter step (a batch is cut into groups of this many)."""
+
+
+# each patient's key as run_step makes it: fold_in(PRNGKey(seed), step)
+_member_keys = jax.jit(
+    jax.vmap(lambda seed, step: jax.random.fold_in(jax.random.PRNGKey(seed), step))
+)
+
+
+def simulate_members(
+    model: type[AbstractModel],
+    schedules: Sequence[Schedule | None],
+    grids: Sequence[np.ndarray],
+    params: Sequence[Mapping[str, Any]],
+    states: Sequence[Mapping[str, Any]],
+    *,
+    solver: RK4 | Adaptive | None = None,
+    record: Sequence[str] = (),
+) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """Several patients' ensembles through one compiled loop, each with its own schedule and clock.
+
+    Patient ``i`` gives the same values and final state as ``simulate(model, schedules[i],
+    grids[i], params=params[i], x0=states[i], solver=solver, record=record)``, without a
+    ``Schedule`` per member: each patient's schedule is compiled once and its columns shared by
+    its members, and each member runs on its patient's clock.  Every grid must have the same
+    length and spacing (``ConfigurationError`` otherwise); a non-finite value raises
+    ``SimulationError`` for the whole batch, so that a caller can fall back to one patient at a
+    time and have the error name the patient.
+    """
+    from medtwin.simulate._engine import (
+        _check_finite,
+        _full_params,
+        _initial_state,
+        _plan,
+        _workers,
+        default_chunk_size,
+    )
+    from medtwin.simulate.schedule import compile_schedules
+
+    n_patients = len(grids)
+    if not (len(schedules) == len(params) == len(states) == n_patients >= 1):
+        raise ConfigurationError("give one schedule, grid, params and states per patient")
+    mdl = model()
+    plan = _plan(mdl, [Schedule()], grids[0], solver, None, None, None, tuple(record))
+    offsets = plan.t - plan.t[0]
+    t0 = np.empty(n_patients)
+    for i, grid in enumerate(grids):
+        g = np.asarray(grid, dtype=float)
+        if g.shape != offsets.shape or not np.allclose(g - g[0], offsets, rtol=0, atol=1e-9):
+            raise ConfigurationError(
+                "every patient's output grid must have the same length and spacing"
+            )
+        t0[i] = g[0]
+    dt = float(plan.loop.dt)
+    n_steps = plan.loop.n_ticks * plan.loop.tick_steps
+    columns = [
+        compile_schedules(
+            model, [s if s is not None else Schedule()], t0=t0[i], n_steps=n_steps, dt=dt
+        )
+        for i, s in enumerate(schedules)
+    ]
+    sizes = np.array([len(next(iter(p.values()))) for p in params])
+    patient = np.repeat(np.arange(n_patients), sizes)
+    total = int(sizes.sum())
+    names = model.param_names()
+    p_full = _full_params(
+        model,
+        {
+            k: np.concatenate([np.asarray(p[k], dtype=float) for p in params])
+            for k in names
+            if k in params[0]
+        },
+        total,
+    )
+    x0 = {k: np.concatenate([np.asarray(s[k], dtype=float) for s in states]) for k in states[0]}
+    x0_full = _initial_state(mdl, p_full, x0, total)
+    base_abs = {
+        k: np.concatenate([c.base_abs[k] for c in columns], axis=1) for k in columns[0].base_abs
+    }
+    base_fac = {
+        k: np.concatenate([c.base_factor[k] for c in columns], axis=1)
+        for k in columns[0].base_factor
+    }
+    pulse = {k: np.concatenate([c.pulse[k] for c in columns], axis=1) for k in columns[0].pulse}
+    t0_member = t0[patient]
+    # chunks of one fixed size, so that the loop compiles once, not once per batch size
+    size = default_chunk_size()
+    values: dict[str, np.ndarray] = {}
+    final: dict[str, np.ndarray] = {}
+    ids = tuple(str(i) for i in patient)
+
+    def run_chunk(start: int) -> None:
+        idx = np.arange(start, start + size).clip(max=total - 1)
+        cols = patient[idx]
+        ys, final_x = plan.runner(
+            {k: v[idx] for k, v in x0_full.items()},
+            {k: v[idx] for k, v in p_full.items()},
+            {k: v[:, cols] for k, v in base_abs.items()},
+            {k: v[:, cols] for k, v in base_fac.items()},
+            {k: v[:, cols] for k, v in pulse.items()},
+            np.int64(0),
+            idx,
+            {},
+            t0_member[idx],
+        )
+        m = min(size, total - start)
+        for target, got in ((values, ys), (final, final_x)):
+            for name, arr in got.items():
+                arr = np.asarray(arr)[:m]
+                _check_finite(name, arr, ids[start : start + m], plan.t)
+                if name not in target:
+                    target[name] = np.empty((total, *arr.shape[1:]))
+                target[name][start : start + m] = arr
+
+    starts = list(range(0, total, size))
+    # the first chunk allocates the outputs; the others may then run on the other cores
+    run_chunk(starts[0])
+    workers = min(len(starts) - 1, _workers())
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(run_chunk, starts[1:]))
+    else:
+        for start in starts[1:]:
+            run_chunk(start)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    return [
+        (
+            {k: v[a:b] for k, v in values.items()},
+            {k: v[a:b] for k, v in final.items()},
+        )
+        for a, b in itertools.pairwise(bounds)
+    ]
+
+
+def run_steps(
+    cores: Sequence[_Core],
+    step: Callable[..., Any],
+    ensembles: Sequence[Ensemble],
+    times: Sequence[float],
+    readings: Sequence[float],
+    schedules: Sequence[Schedule | None],
+) -> list[Ensemble]:
+    """:func:`run_step` for several patients at once; ``step`` is ``jax.vmap`` of a built step.
+
+    The cores must be one configuration (seeds aside) and every ensemble must advance by the
+    same number of solver steps (more than none); ``ConfigurationError`` otherwise.
+    """
+    core = cores[0]
+    n_patients = len(ensembles)
+    for c, ens in zip(cores, ensembles, strict=True):
+        if dataclasses.replace(c, seed=0) != dataclasses.replace(core, seed=0):
+            raise ConfigurationError("run_steps needs filters of one configuration")
+        if not isinstance(ens, Ensemble) or ens.model is not core.model or ens.n != core.n_members:
+            raise ConfigurationError("an ensemble was not made by a filter of this configuration")
+    dt = float(core.solver.dt)
+    n_steps = {round((float(t) - e.t) / dt) for t, e in zip(times, ensembles, strict=True)}
+    if len(n_steps) != 1 or (k := n_steps.pop()) < 1:
+        raise ConfigurationError("run_steps needs ensembles that advance by the same time")
+    t_new = [e.t + k * dt for e in ensembles]
+    windows = [
+        _window(core.model, s, e.t, t1, dt)
+        for s, e, t1 in zip(schedules, ensembles, t_new, strict=True)
+    ]
+    sims = simulate_members(
+        core.model,
+        windows,
+        [np.array([e.t, t1]) for e, t1 in zip(ensembles, t_new, strict=True)],
+        [e.params for e in ensembles],
+        [e.states for e in ensembles],
+        solver=core.solver,
+    )
+    # groups of a fixed number of patients (the last one padded): the step compiles once
+    states_all, params_all, weights_all, info_all = [], [], [], []
+    for first in range(0, n_patients, PATIENTS_PER_STEP):
+        pad = np.minimum(np.arange(first, first + PATIENTS_PER_STEP), n_patients - 1)
+        keys = _member_keys(
+            np.asarray([cores[i].seed for i in pad], dtype=np.int64),
+            np.asarray([ensembles[i].step for i in pad], dtype=np.int64),
+        )
+        out_s, out_p, w, info = step(
+            {k: np.stack([sims[i][1][k] for i in pad]) for k in sims[0][1]},
+            {k: np.stack([ensembles[i].params[k] for i in pad]) for k in ensembles[0].params},
+            np.stack([ensembles[i].weights for i in pad]),
+            np.asarray([float(readings[i]) for i in pad]),
+            np.asarray([t_new[i] - ensembles[i].t for i in pad]),
+            keys,
+        )
+        states_all.append(to_numpy(out_s))
+        params_all.append(to_numpy(out_p))
+        weights_all.append(np.asarray(w))
+        info_all.append(np.asarray(info))
+    m = n_patients
+    new_states = {k: np.concatenate([b[k] for b in states_all])[:m] for k in states_all[0]}
+    new_params = {k: np.concatenate([b[k] for b in params_all])[:m] for k in params_all[0]}
+    w = np.concatenate(weights_all)[:m]
+    v = np.concatenate(info_all)[:m]
+    out = []
+    for i, ens in enumerate(ensembles):
+        upd = UpdateInfo(
+            t=t_new[i],
+            reading=float(readings[i]),
+            predicted_mean=float(v[i, 0]),
+            predicted_sd=float(v[i, 1]),
+            innovation=float(v[i, 2]),
+            normalized_innovation=float(v[i, 3]),
+            inflation=float(v[i, 4]),
+            ess=float(v[i, 5]),
+            resampled=bool(v[i, 6]),
+            n_meal_members=int(v[i, 7]),
+        )
+        out.append(
+            Ensemble(
+                core.model,
+                t_new[i],
+                {k: a[i] for k, a in new_states.items()},
+                {k: a[i] for k, a in new_params.items()},
+                w[i],
+                ens.step + 1,
+                upd,
+            )
+        )
+    return out

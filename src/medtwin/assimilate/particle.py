@@ -10,6 +10,9 @@ keeps them from collapsing onto a few values.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, final
 
@@ -24,13 +27,14 @@ from medtwin.assimilate._ensemble import (
     cached_step,
     check_reading,
     run_step,
+    run_steps,
 )
-from medtwin.errors import ConfigurationError
+from medtwin.errors import ConfigurationError, ParameterError, SimulationError
 from medtwin.models._base import AbstractModel
 from medtwin.models.uva_padova import UvaPadova2008
 from medtwin.simulate import RK4, Adaptive, Schedule
 
-__all__ = ["ParticleFilter", "systematic_resample"]
+__all__ = ["ParticleFilter", "systematic_resample", "update_many"]
 
 
 def systematic_resample(key: Any, weights: Any) -> Any:
@@ -194,3 +198,72 @@ class ParticleFilter(FilterSettings):
             f"ParticleFilter({c.model.__name__}, estimate={c.estimate}, "
             f"n_members={c.n_members}, seed={c.seed})"
         )
+
+
+def _vmapped_step(core: _Core, analysis: Any) -> Any:
+    return jax.vmap(build_step(core, analysis))
+
+
+def update_many(
+    filters: Sequence[Any],
+    ensembles: Sequence[Ensemble],
+    times: Sequence[float],
+    readings_mg_dl: Sequence[float],
+    schedules: Sequence[Schedule | None],
+) -> list[Ensemble]:
+    """``filters[i].update(ensembles[i], times[i], readings_mg_dl[i], schedules[i])`` for every i.
+
+    Particle filters of one configuration (seeds aside) whose ensembles advance by the same time
+    are updated together: one engine run over all their members, each patient on its own clock
+    and schedule, and one vectorised filter step.  The results equal the one-by-one updates
+    (same seeds, to floating-point rounding).  Any other filter, or a group of one, is updated
+    on its own.
+    """
+    n = len(filters)
+    if not (len(ensembles) == len(times) == len(readings_mg_dl) == len(schedules) == n):
+        raise ConfigurationError(
+            "update_many takes one ensemble, time, reading, schedule per filter"
+        )
+    out: list[Ensemble | None] = [None] * n
+    groups: defaultdict[Any, list[int]] = defaultdict(list)
+    for i, f in enumerate(filters):
+        ens = ensembles[i]
+        if not isinstance(f, ParticleFilter) or not isinstance(ens, Ensemble):
+            groups[("alone", i)].append(i)
+            continue
+        core = f._core
+        n_steps = round((float(times[i]) - ens.t) / float(core.solver.dt))
+        if ens.model is not core.model or ens.n != core.n_members or n_steps < 1:
+            groups[("alone", i)].append(i)
+            continue
+        key = ("pf-many", dataclasses.replace(core, seed=0), f._resample_threshold, f._roughening)
+        groups[(key, n_steps)].append(i)
+    for (key, _), members in groups.items():
+        if len(members) == 1 or key == "alone":
+            for i in members:
+                out[i] = filters[i].update(ensembles[i], times[i], readings_mg_dl[i], schedules[i])
+            continue
+        f0 = filters[members[0]]
+        analysis = _pf_analysis(f0._resample_threshold, f0._roughening)
+        core0 = f0._core
+        step = cached_step(key, functools.partial(_vmapped_step, core0, analysis))
+        values = [check_reading(readings_mg_dl[i]) for i in members]
+        try:
+            done = run_steps(
+                [filters[i]._core for i in members],
+                step,
+                [ensembles[i] for i in members],
+                [float(times[i]) for i in members],
+                values,
+                [schedules[i] for i in members],
+            )
+        except (SimulationError, ParameterError):
+            # one patient's members went wrong: update one by one, so the error names it
+            done = [
+                filters[i].update(ensembles[i], times[i], readings_mg_dl[i], schedules[i])
+                for i in members
+            ]
+        for i, ens in zip(members, done, strict=True):
+            out[i] = ens
+            filters[i].ess_ = ens.info.ess if ens.info is not None else None
+    return [e for e in out if e is not None]

@@ -6,7 +6,7 @@ precision dosing.
 
 from __future__ import annotations
 
-from medtwin.twin._twin import Forecast, Twin
+from medtwin.twin._twin import Forecast, Twin, forecast_many, observe_many
 from medtwin.twin.bench import BenchPatient, make_bench
 from medtwin.twin.dosing import DosingTwin, PopulationPK, TDMHistory, vancomycin_goti2018
 
@@ -17,6 +17,8 @@ __all__ = [
     "PopulationPK",
     "TDMHistory",
     "Twin",
+    "forecast_many",
     "make_bench",
+    "observe_many",
     "vancomycin_goti2018",
 ]

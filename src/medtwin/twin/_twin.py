@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from medtwin.history import PatientHistory
 from medtwin.models import AbstractModel, UvaPadova2008
 from medtwin.simulate import Schedule, simulate
 
-__all__ = ["Forecast", "Twin"]
+__all__ = ["Forecast", "Twin", "forecast_many", "observe_many"]
 
 BAND_LEVELS = (0.5, 0.8, 0.95)
 
@@ -133,6 +133,20 @@ class Twin:
     def observe(self, data: PatientHistory) -> Twin:
         """Assimilate new CGM readings and logged events, one filter update per reading."""
         self._check_fitted()
+        steps = self._observe_steps(data)
+        request = next(steps, None)
+        while request is not None:
+            t, g, segment = request
+            self.ensemble_ = self.filter_.update(self.ensemble_, t, g, segment)
+            request = next(steps, None)
+        return self
+
+    def _observe_steps(self, data: PatientHistory) -> Iterator[tuple[float, float, Schedule]]:
+        """:meth:`observe` as the filter updates it asks for: (time, reading, schedule) each.
+
+        The caller sets ``ensemble_`` to the update's result before taking the next request, so
+        that :func:`observe_many` can run several twins' updates together.
+        """
         events = data.events.sort_values("time", kind="stable")
         readings = data.cgm.sort_values("time", kind="stable")
         t_read = ((readings["time"] - self.origin_).dt.total_seconds() / 60.0).to_numpy(float)
@@ -152,14 +166,13 @@ class Twin:
                 if kinds[pending] == "basal":
                     self.basal_u_per_h_ = float(values[pending])
                 pending += 1
-            self.ensemble_ = self.filter_.update(self.ensemble_, float(t), float(g), segment)
+            yield float(t), float(g), segment
         # events after the last reading stay pending for the next observe()
         self._pending_events = events.iloc[pending:]
         # Appended lazily: a twin fed one reading at a time would otherwise copy its whole
         # history on every reading (quadratic in the readings a service's twin lives through).
         self._history_parts.append((readings, events, data.issues))
         self.n_readings_ += len(readings)
-        return self
 
     @property
     def history_(self) -> PatientHistory:
@@ -204,6 +217,17 @@ class Twin:
         The scenario's events are in minutes from now (``Schedule().bolus(0, 4)`` is a 4 U bolus
         now); without one the patient continues on the current basal with nothing else.
         """
+        t, schedule = self._forecast_plan(horizon_min, scenario, every_min)
+        ens = self.ensemble_
+        sol = simulate(
+            self.model, schedule, t, params=ens.params, x0=ens.states, record=[self.observation]
+        )
+        return self._forecast_result(t, sol[self.observation], with_sensor_noise)
+
+    def _forecast_plan(
+        self, horizon_min: float, scenario: Schedule | None, every_min: float
+    ) -> tuple[np.ndarray, Schedule]:
+        """The output times and the schedule of a forecast from now."""
         self._check_fitted()
         if not (horizon_min > 0 and every_min > 0):
             raise ConfigurationError("forecast horizon_min and every_min must be > 0")
@@ -219,12 +243,14 @@ class Twin:
                 schedule = _add_event(schedule, str(kind), float(value), float(np.round(at)))
         if scenario is not None:
             schedule = schedule + scenario.shifted(now)
-        ens = self.ensemble_
-        sol = simulate(
-            self.model, schedule, t, params=ens.params, x0=ens.states, record=[self.observation]
-        )
-        members = sol[self.observation]
-        weights = np.asarray(ens.weights, dtype=float)
+        return t, schedule
+
+    def _forecast_result(
+        self, t: np.ndarray, members: np.ndarray, with_sensor_noise: bool, with_bands: bool = True
+    ) -> Forecast:
+        """The forecast from the members' trajectories over ``t``."""
+        now = float(self.ensemble_.t)
+        weights = np.asarray(self.ensemble_.weights, dtype=float)
         noisy = members
         if with_sensor_noise:
             rng = np.random.default_rng(self.seed + int(now))
@@ -235,7 +261,7 @@ class Twin:
                 _weighted_quantile(noisy, weights, (1 - level) / 2),
                 _weighted_quantile(noisy, weights, (1 + level) / 2),
             )
-            for level in BAND_LEVELS
+            for level in (BAND_LEVELS if with_bands else ())
         }
         times = self.origin_ + pd.to_timedelta(t, unit="min")
         return Forecast(pd.DatetimeIndex(times), t - now, median, bands, members, weights)
@@ -412,6 +438,130 @@ class Twin:
     def _check_fitted(self) -> None:
         if not hasattr(self, "ensemble_"):
             raise NotCalibratedError("this Twin is not fitted yet; call fit(history) first")
+
+
+def observe_many(
+    twins: Sequence[Twin], data: Sequence[PatientHistory], *, return_exceptions: bool = False
+) -> list[Any]:
+    """``twins[i].observe(data[i])`` for every i, their filter updates run together.
+
+    Each round takes every twin's next filter update and hands them to
+    :func:`~medtwin.assimilate.update_many`, which updates particle filters of one configuration
+    in one vectorised step (each twin's own seed, schedule and clock) and any other alone; the
+    twins end as the one-by-one ``observe`` leaves them (to floating-point rounding).  With
+    ``return_exceptions`` a twin whose update fails stops there (as ``observe`` would) and its
+    slot of the result holds the exception; the other twins go on.
+    """
+    from medtwin.assimilate import update_many
+
+    if len(twins) != len(data):
+        raise ConfigurationError("observe_many takes one data set per twin")
+    if len({id(t) for t in twins}) != len(twins):
+        raise ConfigurationError("observe_many takes each twin once")
+    out: list[Any] = list(twins)
+    steps: list[Iterator[tuple[float, float, Schedule]] | None] = []
+    for i, (twin, d) in enumerate(zip(twins, data, strict=True)):
+        try:
+            twin._check_fitted()
+            steps.append(twin._observe_steps(d))
+        except Exception as exc:
+            if not return_exceptions:
+                raise
+            out[i] = exc
+            steps.append(None)
+
+    def advance(i: int) -> tuple[float, float, Schedule] | None:
+        step = steps[i]
+        try:
+            return next(step, None) if step is not None else None
+        except Exception as exc:
+            if not return_exceptions:
+                raise
+            out[i] = exc
+            return None
+
+    requests = [advance(i) for i in range(len(twins))]
+    while True:
+        live = [i for i, r in enumerate(requests) if r is not None]
+        if not live:
+            return out
+        asked = [r for r in requests if r is not None]
+        try:
+            done: list[Any] = update_many(
+                [twins[i].filter_ for i in live],
+                [twins[i].ensemble_ for i in live],
+                [r[0] for r in asked],
+                [r[1] for r in asked],
+                [r[2] for r in asked],
+            )
+        except Exception:
+            if not return_exceptions:
+                raise
+            done = []
+            for i, (t, g, segment) in zip(live, asked, strict=True):
+                try:
+                    done.append(twins[i].filter_.update(twins[i].ensemble_, t, g, segment))
+                except Exception as exc:
+                    done.append(exc)
+        for i, ens in zip(live, done, strict=True):
+            if isinstance(ens, Exception):
+                out[i] = ens
+                requests[i] = None
+                continue
+            twins[i].ensemble_ = ens
+            requests[i] = advance(i)
+
+
+def forecast_many(
+    twins: Sequence[Twin],
+    horizon_min: float = 240.0,
+    *,
+    every_min: float = 5.0,
+    with_sensor_noise: bool = True,
+    with_bands: bool = True,
+) -> list[Forecast]:
+    """``twins[i].forecast(horizon_min, ...)`` for every i, from one run of the engine.
+
+    Twins of one model class and observation share the run (each with its own schedule and
+    clock); the forecasts equal the one-by-one ones to floating-point rounding.  Without
+    ``with_bands`` the forecasts' ``bands`` are empty (for callers that need only the members).
+    """
+    from medtwin.assimilate import simulate_members
+    from medtwin.errors import SimulationError
+
+    out: list[Forecast | None] = [None] * len(twins)
+    plans = [twin._forecast_plan(horizon_min, None, every_min) for twin in twins]
+    groups: dict[Any, list[int]] = {}
+    for i, twin in enumerate(twins):
+        key = (type(twin.model), twin.observation, plans[i][0].size)
+        groups.setdefault(key, []).append(i)
+    for (model, observation, _), members in groups.items():
+        if len(members) == 1:
+            i = members[0]
+            out[i] = twins[i].forecast(
+                horizon_min, every_min=every_min, with_sensor_noise=with_sensor_noise
+            )
+            continue
+        try:
+            sims = simulate_members(
+                model,
+                [plans[i][1] for i in members],
+                [plans[i][0] for i in members],
+                [twins[i].ensemble_.params for i in members],
+                [twins[i].ensemble_.states for i in members],
+                record=(observation,),
+            )
+        except (SimulationError, ParameterError):
+            for i in members:  # one by one, so that the error names the twin
+                out[i] = twins[i].forecast(
+                    horizon_min, every_min=every_min, with_sensor_noise=with_sensor_noise
+                )
+            continue
+        for i, (values, _) in zip(members, sims, strict=True):
+            out[i] = twins[i]._forecast_result(
+                plans[i][0], values[observation], with_sensor_noise, with_bands
+            )
+    return [f for f in out if f is not None]
 
 
 def _add_event(s: Schedule, kind: str, value: float, at: float) -> Schedule:

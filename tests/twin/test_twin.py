@@ -254,3 +254,57 @@ def test_observe_many_and_forecast_many_equal_one_twin_at_a_time(monkeypatch):
         assert batched_runs == ["simulate_members"]  # one engine run for the three forecasts
     eaten = forecast_many(many, 60.0, with_sensor_noise=False)[0].members
     assert eaten[:, -1].mean() > before[:, -1].mean() + 10
+
+
+def test_fit_without_assimilating_then_observe_is_fit(patient):
+    from medtwin.assimilate import ParticleFilter
+    from medtwin.calibrate import PriorCalibrator
+
+    h = patient.history.between(
+        patient.history.start, patient.history.start + pd.Timedelta(hours=3)
+    )
+
+    def twin():
+        return Twin(
+            calibrator=PriorCalibrator(), filter=ParticleFilter(n_members=40, seed=3), seed=3
+        )
+
+    whole = twin().fit(h)
+    staged = twin().fit(h, assimilate=False)
+    assert staged.now == h.start
+    staged.observe(h)
+    assert staged.now == whole.now and staged.n_readings_ == whole.n_readings_
+    a = whole.forecast(60, with_sensor_noise=False).members
+    b = staged.forecast(60, with_sensor_noise=False).members
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_a_resubmitted_bolus_is_not_given_twice(patient):
+    from medtwin.assimilate import ParticleFilter
+    from medtwin.calibrate import PriorCalibrator
+
+    h = patient.history
+    start = h.start
+    first = h.between(start, start + pd.Timedelta(hours=2))
+    bolus_at = start + pd.Timedelta(hours=2, minutes=2)
+    events = pd.DataFrame({"time": [bolus_at], "kind": ["bolus"], "value": [5.0]})
+
+    def twin():
+        t = Twin(calibrator=PriorCalibrator(), filter=ParticleFilter(n_members=40, seed=1), seed=1)
+        return t.fit(first)
+
+    def window(a, b):
+        cgm = h.between(start + pd.Timedelta(a), start + pd.Timedelta(b)).cgm
+        return PatientHistory.from_frames(cgm, events)
+
+    once, again = twin(), twin()
+    once.observe(window("2h", "2h30min"))
+    again.observe(window("2h", "2h30min"))
+    # the next data set comes with the same bolus (a service re-reads events it already had)
+    once.observe(PatientHistory.from_frames(window("2h30min", "3h").cgm))
+    again.observe(window("2h30min", "3h"))
+    np.testing.assert_allclose(
+        once.forecast(60, with_sensor_noise=False).members,
+        again.forecast(60, with_sensor_noise=False).members,
+        rtol=1e-12,
+    )

@@ -341,8 +341,7 @@ class TwinHost:
             recent.append((pd.Timestamp(t), float(v)))
         twin = self._twins.get(patient_id) or self._restore(patient_id)
         if twin is None:
-            twin = self._create(patient_id)
-            return None if twin is None else (twin, -np.inf, None)
+            return self._create(patient_id)
         before = float(twin.ensemble_.t)
         new = [(t, v) for t, v in readings if pd.Timestamp(t) > twin.now]
         last = max((pd.Timestamp(t) for t, _ in new), default=None)
@@ -351,8 +350,7 @@ class TwinHost:
             # now: start again from the recent readings instead of integrating the gap.
             log.info("patient %s: %s without readings; restarting the twin", patient_id,
                      last - twin.now)  # fmt: skip
-            restarted = self._create(patient_id)
-            return None if restarted is None else (restarted, -np.inf, None)
+            return self._create(patient_id)
         if last is not None and _minute(twin, last) > twin.ensemble_.t:
             return twin, before, self._new_data(patient_id, twin, new)
         return twin, before, None
@@ -456,7 +454,12 @@ class TwinHost:
         )
         return PatientHistory.from_frames(cgm, frame, patient_id=patient_id, source="store")
 
-    def _create(self, patient_id: str) -> Twin | None:
+    def _create(self, patient_id: str) -> tuple[Twin, float, PatientHistory] | None:
+        """A new twin at its first reading, and the history it is to observe (None: too few).
+
+        The history is assimilated with the round's other twins (new twins of a ward start
+        together), not here one by one.
+        """
         since = datetime.now(UTC) - timedelta(days=3650)
         history = self._history(patient_id, since)
         if len(history.cgm) < MIN_READINGS:
@@ -485,13 +488,13 @@ class TwinHost:
             filter=ParticleFilter(self.model, n_members=self.settings.n_members, seed=seed),
             seed=seed,
         )
-        twin.fit(history)
+        twin.fit(history, assimilate=False)
         tail = history.cgm.tail(64)
         self._recent[patient_id] = deque(
             zip(tail["time"], tail["glucose_mg_dl"].astype(float), strict=True), maxlen=64
         )
         log.info("twin started for patient %s from %d readings", patient_id, len(history.cgm))
-        return twin
+        return twin, -np.inf, history
 
     def _save(self, patient_id: str) -> None:
         twin = self._twins.get(patient_id)

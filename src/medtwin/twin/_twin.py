@@ -80,6 +80,8 @@ class Twin:
     """
 
     _history: PatientHistory
+    _events_until: float
+    """Time (minutes from origin) of the last assimilated reading: events before it are applied."""
     _history_parts: list[tuple[pd.DataFrame, pd.DataFrame, tuple[Any, ...]]]
     n_readings_: int
 
@@ -102,8 +104,12 @@ class Twin:
 
     # -- fitting and keeping in sync -------------------------------------------------------
 
-    def fit(self, history: PatientHistory) -> Twin:
-        """Personalise on ``history``, then assimilate it so the twin's state is current."""
+    def fit(self, history: PatientHistory, *, assimilate: bool = True) -> Twin:
+        """Personalise on ``history``, then assimilate it so the twin's state is current.
+
+        With ``assimilate=False`` the twin stops at its first reading: ``observe(history)``
+        then does the rest (as :func:`observe_many` does for many new twins at once).
+        """
         if len(history.cgm) < 12:
             raise ParameterError(
                 f"a twin needs at least an hour of CGM readings to fit; got {len(history.cgm)}"
@@ -121,13 +127,14 @@ class Twin:
         t0 = float(history.minutes(self.origin_)[0])
         self.ensemble_ = self.filter_.init(self._initial_members(), t0=t0)
         self.basal_u_per_h_: float | None = None
+        self._events_until = -np.inf
         self._pending_events = history.events.iloc[:0]
         self.history_ = PatientHistory.from_frames(
             history.cgm.iloc[:1], history.events.iloc[:0], history.issues, history.patient_id,
             history.source,
         )  # fmt: skip
-        rest = PatientHistory.from_frames(history.cgm.iloc[1:], history.events)
-        self.observe(rest)
+        if assimilate:
+            self.observe(PatientHistory.from_frames(history.cgm.iloc[1:], history.events))
         return self
 
     def observe(self, data: PatientHistory) -> Twin:
@@ -151,13 +158,19 @@ class Twin:
         readings = data.cgm.sort_values("time", kind="stable")
         t_read = ((readings["time"] - self.origin_).dt.total_seconds() / 60.0).to_numpy(float)
         t_ev = ((events["time"] - self.origin_).dt.total_seconds() / 60.0).to_numpy(float)
+        # An event before the last assimilated reading was applied then: resubmitted, it
+        # changes nothing (applied twice, a bolus would be a double dose).
+        fresh = t_ev >= self._events_until
+        events, t_ev = events[fresh], t_ev[fresh]
         glucose = readings["glucose_mg_dl"].to_numpy(float)
         kinds = events["kind"].to_numpy()
         values = events["value"].to_numpy(float)
         pending = 0
-        for t, g in zip(np.round(t_read), glucose, strict=True):
+        used = np.zeros(len(readings), dtype=bool)
+        for i, (t, g) in enumerate(zip(np.round(t_read), glucose, strict=True)):
             if t <= self.ensemble_.t:
                 continue  # already assimilated (a resubmitted reading changes nothing)
+            used[i] = True
             start = self.ensemble_.t
             segment = self._segment_schedule(start)
             while pending < t_ev.size and t_ev[pending] < t:
@@ -167,12 +180,13 @@ class Twin:
                     self.basal_u_per_h_ = float(values[pending])
                 pending += 1
             yield float(t), float(g), segment
+            self._events_until = float(t)
         # events after the last reading stay pending for the next observe()
         self._pending_events = events.iloc[pending:]
         # Appended lazily: a twin fed one reading at a time would otherwise copy its whole
         # history on every reading (quadratic in the readings a service's twin lives through).
-        self._history_parts.append((readings, events, data.issues))
-        self.n_readings_ += len(readings)
+        self._history_parts.append((readings[used], events.iloc[:pending], data.issues))
+        self.n_readings_ += int(used.sum())
 
     @property
     def history_(self) -> PatientHistory:
@@ -407,6 +421,7 @@ class Twin:
             weights=arrays["weights"],
             step=int(meta["step"]),
         )
+        twin._events_until = float(twin.ensemble_.t)
         twin._pending_events = pd.DataFrame(
             {"time": pd.to_datetime([], utc=True), "kind": [], "value": []}
         )

@@ -269,11 +269,11 @@ class Twin:
         if with_sensor_noise:
             rng = np.random.default_rng(self.seed + int(now))
             noisy = members + self.sensor_sd_mg_dl_ * rng.standard_normal(members.shape)
-        median = _weighted_quantile(noisy, weights, 0.5)
+        median = weighted_quantile(noisy, weights, 0.5)
         bands = {
             level: (
-                _weighted_quantile(noisy, weights, (1 - level) / 2),
-                _weighted_quantile(noisy, weights, (1 + level) / 2),
+                weighted_quantile(noisy, weights, (1 - level) / 2),
+                weighted_quantile(noisy, weights, (1 + level) / 2),
             )
             for level in (BAND_LEVELS if with_bands else ())
         }
@@ -331,9 +331,9 @@ class Twin:
             }
             row: dict[str, Any] = {"scenario": name}
             for key, values in outcomes.items():
-                row[key] = float(_weighted_quantile(values[:, None], fc.weights, 0.5)[0])
-                row[f"{key}_lo"] = float(_weighted_quantile(values[:, None], fc.weights, 0.025)[0])
-                row[f"{key}_hi"] = float(_weighted_quantile(values[:, None], fc.weights, 0.975)[0])
+                row[key] = float(weighted_quantile(values[:, None], fc.weights, 0.5)[0])
+                row[f"{key}_lo"] = float(weighted_quantile(values[:, None], fc.weights, 0.025)[0])
+                row[f"{key}_hi"] = float(weighted_quantile(values[:, None], fc.weights, 0.975)[0])
             rows.append(row)
         return pd.DataFrame(rows).set_index("scenario")
 
@@ -587,8 +587,11 @@ def _add_event(s: Schedule, kind: str, value: float, at: float) -> Schedule:
     return s.basal(at, value)
 
 
-def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> np.ndarray:
-    """Quantile ``q`` over axis 0 of ``x`` (members x times) with member weights ``w``."""
+def weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> np.ndarray:
+    """Quantile ``q`` over axis 0 of ``x`` (members x times) with member weights ``w``.
+
+    The smallest value whose cumulative weight reaches ``q`` (no interpolation).
+    """
     order = np.argsort(x, axis=0)
     xs = np.take_along_axis(x, order, axis=0)
     ws = w[order]

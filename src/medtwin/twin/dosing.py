@@ -71,6 +71,7 @@ from medtwin.models.pk import (
     concentration,
     dose_kinds,
 )
+from medtwin.twin._twin import weighted_quantile
 
 __all__ = [
     "METRICS",
@@ -759,9 +760,7 @@ class DosingTwin:
     ) -> np.ndarray:
         """Weighted posterior quantiles of the concentration at each time: ``(len(q), T)``."""
         conc, w = self.concentrations(doses, times_h)
-        return np.stack(
-            [_weighted_quantile(conc[:, j], w, quantiles) for j in range(conc.shape[1])], axis=1
-        )
+        return np.stack([weighted_quantile(conc, w, q) for q in quantiles])
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -818,10 +817,9 @@ def _probability(hit: np.ndarray, w: np.ndarray) -> tuple[float, float]:
 
 
 def _weighted_quantile(values: np.ndarray, w: np.ndarray, q: Sequence[float]) -> list[float]:
-    order = np.argsort(values)
-    cum = np.cumsum(w[order])
-    cum = cum / cum[-1]
-    return [float(values[order][min(int(np.searchsorted(cum, p)), values.size - 1)]) for p in q]
+    """Weighted quantiles of one set of values (see :func:`medtwin.twin._twin.weighted_quantile`)."""
+    column = np.asarray(values, dtype=float)[:, None]
+    return [float(weighted_quantile(column, np.asarray(w, dtype=float), p)[0]) for p in q]
 
 
 @functools.cache

@@ -12,6 +12,7 @@ from medtwin.api._auth import CurrentAccess
 from medtwin.api.schemas import CompareIn, CompareOut, ForecastOut, RiskOut, TwinOut
 from medtwin.simulate import Schedule
 from medtwin.twin import Forecast
+from medtwin.twin._twin import weighted_quantile
 
 router = APIRouter(prefix="/api/patients/{patient_id}", tags=["twins"])
 
@@ -43,17 +44,11 @@ def twin_state(patient_id: str, access: CurrentAccess) -> TwinOut:
     twin = access.service.host.twin(patient_id)
     ens = twin.ensemble_
     w = np.asarray(ens.weights, dtype=float)
-    w = w / w.sum()
     params: dict[str, dict[str, float]] = {}
     for name in getattr(twin.filter_, "estimate", ()):
-        values = np.asarray(ens.params[name], dtype=float)
-        order = np.argsort(values)
-        cdf = np.cumsum(w[order])
-        sorted_values = values[order]
-        pick = {}
-        for q in (0.025, 0.5, 0.975):
-            pick[q] = float(sorted_values[min(int(np.searchsorted(cdf, q)), values.size - 1)])
-        params[name] = {"median": pick[0.5], "lower": pick[0.025], "upper": pick[0.975]}
+        values = np.asarray(ens.params[name], dtype=float)[:, None]
+        lo, med, hi = (float(weighted_quantile(values, w, q)[0]) for q in (0.025, 0.5, 0.975))
+        params[name] = {"median": med, "lower": lo, "upper": hi}
     return TwinOut(
         patient_id=patient_id,
         model=type(twin.model).__name__,

@@ -23,9 +23,6 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SENSOR_SD_MG_DL = 12.5
-"""SD of the bench CGM's error (simglucose GuardianRT model, measured on the bench): the device
-property a deployment would take from the sensor's accuracy specification."""
 
 
 def update_latency(members: int, kind: str = "ParticleFilter", repeats: int = 100) -> float:
@@ -81,7 +78,9 @@ def personalisation_time(days: int) -> float:
     return time.perf_counter() - t0
 
 
-def bench_accuracy(n_patients: int, days: int, fit_days: int, members: int, seed: int) -> dict:
+def bench_accuracy(
+    n_patients: int, days: int, fit_days: int, members: int, seed: int, sensor: str
+) -> dict:
     """Replay the bench and pool the scores."""
     from tqdm.auto import tqdm
 
@@ -90,7 +89,7 @@ def bench_accuracy(n_patients: int, days: int, fit_days: int, members: int, seed
     from medtwin.twin import Twin, make_bench
     from medtwin.twin.evaluate import replay, summarise
 
-    patients = make_bench(n_patients=n_patients, days=days, seed=seed)
+    patients = make_bench(n_patients=n_patients, days=days, seed=seed, sensor=sensor)
     results = []
     for p in tqdm(patients, desc="replaying bench patients", unit="patient"):
         results.append(
@@ -122,6 +121,7 @@ def main() -> None:
     parser.add_argument("--fit-days", type=int, default=3)
     parser.add_argument("--members", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sensor", default="DexcomG6", help="bench CGM: DexcomG6 or GuardianRT")
     parser.add_argument("--json", type=Path, default=RESULTS / "twin.json")
     args = parser.parse_args()
     if args.quick:
@@ -145,9 +145,12 @@ def main() -> None:
     result[f"personalisation_{pers_days}d_s"] = pt
     rows.append((f"personalisation from {pers_days} days", f"{pt:.1f} s", "<= 60 s"))
 
-    acc = bench_accuracy(args.patients, args.days, args.fit_days, args.members, args.seed)
+    acc = bench_accuracy(
+        args.patients, args.days, args.fit_days, args.members, args.seed, args.sensor
+    )
     result["bench"] = acc | {"patients": args.patients, "days": args.days,
-                             "fit_days": args.fit_days, "members": args.members}  # fmt: skip
+                             "fit_days": args.fit_days, "members": args.members,
+                             "sensor": args.sensor}  # fmt: skip
     for r in acc["table"]:
         h = r["horizon_min"]
         target = "<= 12" if h == 30 else "<= 20"
@@ -165,7 +168,7 @@ def main() -> None:
 
     width = max(len(r[0]) for r in rows)
     print(f"\nmedtwin twin benchmark: bench {args.patients} patients x {args.days} days "
-          f"({args.fit_days} to personalise), {args.members} members\n")  # fmt: skip
+          f"({args.fit_days} to personalise), {args.members} members, {args.sensor} CGM\n")  # fmt: skip
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:>14}  {target}")
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,12 @@ MIN_PER_DAY = 1440.0
 GROUPS = ("adolescents", "adults", "children")
 _GROUP_OF_PREFIX = {"adolescent": "adolescents", "adult": "adults", "child": "children"}
 _GROUP_ALIASES = {"adolescent": "adolescents", "adult": "adults", "child": "children"}
-_SENSORS = {"dexcom": "Dexcom", "guardianrt": "GuardianRT", "navigator": "Navigator"}
+_SENSORS = {
+    "dexcom": "Dexcom",
+    "dexcomg6": "DexcomG6",
+    "guardianrt": "GuardianRT",
+    "navigator": "Navigator",
+}
 _PUMPS = {"insulet": "Insulet", "cozmo": "Cozmo"}
 _CONTROLLERS = ("none", "basal-bolus", "pid")
 _TABLE_FORMATS = (".csv", ".parquet")
@@ -474,13 +479,13 @@ def make_controller(scn: Scenario, vp: VirtualPatients) -> Any:
 
 
 def make_sensor(name: str) -> Any:
-    """Build a CGM by name (``Dexcom``, ``GuardianRT``, ``Navigator``, ``ideal``), or None."""
+    """Build a CGM by name (``DexcomG6``, ``Dexcom``, ``GuardianRT``, ``Navigator``, ``ideal``)."""
     key = canonical_sensor(name)
     if key == "none":
         return None
-    from medtwin.devices import CGMSensor
+    from medtwin.devices import CGMSensor, sensor_named
 
-    return CGMSensor.ideal(sample_time=5.0) if key == "ideal" else CGMSensor.named(key)
+    return CGMSensor.ideal(sample_time=5.0) if key == "ideal" else sensor_named(key)
 
 
 def make_pump(name: str) -> Any:
@@ -721,7 +726,7 @@ def simulate(
     ] = None,
     sensor: Annotated[
         str | None,
-        typer.Option(help="none | Dexcom | GuardianRT | Navigator | ideal (default none)."),
+        typer.Option(help="none | DexcomG6 | Dexcom | GuardianRT | Navigator | ideal (default none)."),
     ] = None,
     pump: Annotated[str | None, typer.Option(help="none | Insulet | Cozmo (default none).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the sensor noise.")] = None,

@@ -1,4 +1,7 @@
-"""Continuous glucose monitors with simglucose's CGM error model, in JAX.
+"""Continuous glucose monitors in JAX: simglucose's CGM error model and a factory-calibrated G6.
+
+:class:`FactoryCalibratedCGM` is the Dexcom G6 error model of Vettoretti et al. (2019), described
+on the class.  :class:`CGMSensor` is simglucose's:
 
 The sensor error (Breton & Kovatchev, J Diabetes Sci Technol 2:853, 2008; simglucose 0.2.11) is
 drawn on its own 15-minute grid and interpolated to the sensor's sample times:
@@ -34,7 +37,7 @@ from scipy.interpolate import make_interp_spline
 from medtwin.errors import ConfigurationError
 from medtwin.models._base import Array
 
-__all__ = ["CGMSensor"]
+__all__ = ["CGMSensor", "FactoryCalibratedCGM", "sensor_named"]
 
 GRID_MIN = 15.0
 """Sample time of the noise model's own grid (min)."""
@@ -240,3 +243,137 @@ def _check_n_samples(n_samples: int) -> int:
     if n < 0:
         raise ConfigurationError(f"n_samples must be >= 0, got {n}")
     return n
+
+
+@dataclass(frozen=True, slots=True)
+class FactoryCalibratedCGM:
+    """A factory-calibrated CGM (no fingerstick calibrations) with the Padova error model.
+
+    Vettoretti, Del Favero, Sparacino & Facchinetti, "Modeling the error of factory-calibrated
+    continuous glucose monitoring sensors: application to Dexcom G6 sensor data", IEEE EMBC 2019
+    (doi:10.1109/EMBC.2019.8856790), after Facchinetti et al., IEEE Trans Biomed Eng 61:620 (2014).
+    The reading of interstitial glucose ``IG`` at sample ``k``, ``d`` days into the sensor's life
+    (a new sensor every ``lifetime_days``), is
+
+        CGM_k = a(d) * IG_k + b(d) + v_k + c_k
+        a(d) = a0 + a1 d + a2 d^2,     b(d) = b0 + b1 d + b2 d^2          (calibration error)
+        v_k = alpha1 v_{k-1} + alpha2 v_{k-2} + w_k,   w_k ~ N(0, lambda2)   (sensor noise)
+        c_k = beta1 c_{k-1} + beta2 c_{k-2} + u_k,     u_k ~ N(0, sigma2)    (common component)
+
+    with both autoregressions on the sensor's own 5-minute samples and started from their
+    stationary distribution.  :meth:`noise` returns, per sample, the gain ``a(d)`` and the additive
+    error ``b(d) + v_k + c_k``; :meth:`read` combines them with the true value and clips to the
+    sensor's reporting range (40-400 mg/dL for the G6).
+
+    >>> import jax
+    >>> g6 = FactoryCalibratedCGM.named("DexcomG6")
+    >>> e = g6.noise(jax.random.key(0), 288)
+    >>> e.shape, float(g6.read(120.0, e[0])) > 0
+    ((288, 2), True)
+    """
+
+    name: str
+    sample_time: float
+    gain: tuple[float, float, float]
+    offset: tuple[float, float, float]
+    alpha: tuple[float, float]
+    lambda2: float
+    beta: tuple[float, float]
+    sigma2: float
+    lifetime_days: float = 10.0
+    min_mg_dl: float = 40.0
+    max_mg_dl: float = 400.0
+    observation: str = "Gsub"
+
+    def __post_init__(self) -> None:
+        for name in ("sample_time", "lambda2", "sigma2", "lifetime_days"):
+            value = getattr(self, name)
+            _check_finite(name, value)
+            if value < 0 or (name in ("sample_time", "lifetime_days") and value == 0):
+                raise ConfigurationError(f"FactoryCalibratedCGM {name} must be > 0, got {value!r}")
+        for name in ("alpha", "beta"):
+            a1, a2 = getattr(self, name)
+            # AR(2) stationarity triangle
+            if not (abs(a2) < 1 and a2 + a1 < 1 and a2 - a1 < 1):
+                raise ConfigurationError(
+                    f"FactoryCalibratedCGM {name} = {(a1, a2)} is not a stationary AR(2)"
+                )
+        if not self.min_mg_dl <= self.max_mg_dl:
+            raise ConfigurationError(
+                f"FactoryCalibratedCGM needs min_mg_dl <= max_mg_dl, got {self.min_mg_dl!r} > "
+                f"{self.max_mg_dl!r}"
+            )
+
+    @classmethod
+    def named(cls, name: str, *, observation: str = "Gsub") -> FactoryCalibratedCGM:
+        """The published sensor ``"DexcomG6"`` (Vettoretti et al. 2019, Tables 1 and 2)."""
+        if name != "DexcomG6":
+            raise ConfigurationError(
+                f"unknown factory-calibrated CGM {name!r}; choose one of DexcomG6"
+            )
+        return cls(
+            name="DexcomG6",
+            sample_time=5.0,
+            gain=(1.048, -0.033, 0.002),
+            offset=(-6.398, 6.179, -0.448),
+            alpha=(1.220, -0.331),
+            lambda2=3.641,
+            beta=(1.34, -0.492),
+            sigma2=5.538,
+            observation=observation,
+        )
+
+    def noise_sd(self) -> float:
+        """Stationary SD (mg/dL) of the random part ``v + c`` (the AR(2) variance formula)."""
+
+        def var(a: tuple[float, float], s2: float) -> float:
+            a1, a2 = a
+            return s2 * (1 - a2) / ((1 + a2) * ((1 - a2) ** 2 - a1**2))
+
+        return math.sqrt(var(self.alpha, self.lambda2) + var(self.beta, self.sigma2))
+
+    def noise(self, key: Any, n_samples: int) -> Array:
+        """Gain and additive error of ``n_samples`` consecutive readings, shape (n_samples, 2)."""
+        n = _check_n_samples(n_samples)
+        kv, kc = jax.random.split(key)
+        v = _ar2(kv, n, self.alpha, self.lambda2)
+        c = _ar2(kc, n, self.beta, self.sigma2)
+        d = jnp.mod(jnp.arange(n) * self.sample_time / 1440.0, self.lifetime_days)
+        a0, a1, a2 = self.gain
+        b0, b1, b2 = self.offset
+        gain = a0 + a1 * d + a2 * d**2
+        return jnp.stack([gain, b0 + b1 * d + b2 * d**2 + v + c], axis=-1)
+
+    def read(self, value: Array, noise: Array) -> Array:
+        """The reading ``gain * value + error``, clipped to ``[min_mg_dl, max_mg_dl]``."""
+        return jnp.clip(noise[..., 0] * value + noise[..., 1], self.min_mg_dl, self.max_mg_dl)
+
+
+def _ar2(key: Any, n: int, a: tuple[float, float], s2: float) -> Array:
+    """``n`` samples of a stationary zero-mean AR(2) with innovation variance ``s2``."""
+    a1, a2 = a
+    # stationary variance and lag-1 autocorrelation start the recursion in equilibrium
+    var = s2 * (1 - a2) / ((1 + a2) * ((1 - a2) ** 2 - a1**2))
+    rho1 = a1 / (1 - a2)
+    z = jax.random.normal(key, (n + 2,), dtype=jnp.float64)
+    x0 = math.sqrt(var) * z[0]
+    x1 = rho1 * x0 + math.sqrt(var * (1 - rho1**2)) * z[1]
+
+    def step(carry: tuple[Array, Array], w: Array) -> tuple[tuple[Array, Array], Array]:
+        x_2, x_1 = carry
+        x = a1 * x_1 + a2 * x_2 + math.sqrt(s2) * w
+        return (x_1, x), x
+
+    _, xs = jax.lax.scan(step, (x0, x1), z[2:])
+    return xs
+
+
+def sensor_named(name: str, *, observation: str = "Gsub") -> CGMSensor | FactoryCalibratedCGM:
+    """A CGM of the catalogue by name: ``DexcomG6`` (factory-calibrated) or a simglucose sensor.
+
+    >>> sensor_named("DexcomG6").name, sensor_named("GuardianRT").sample_time
+    ('DexcomG6', 5.0)
+    """
+    if name == "DexcomG6":
+        return FactoryCalibratedCGM.named(name, observation=observation)
+    return CGMSensor.named(name, observation=observation)

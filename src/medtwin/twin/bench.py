@@ -4,11 +4,11 @@ Each bench patient is a "real" patient simulated with :class:`~medtwin.models.Uv
 parameters drawn around one of the UVA/Padova virtual adults or adolescents (log-normal spread on
 insulin sensitivity, endogenous production and absorption), insulin sensitivity that varies over
 the day, a dawn phenomenon, meals at irregular times and sizes, some of them never logged and the
-logged ones mis-estimated, boluses computed from the logged carbohydrate, and a CGM with
-simglucose's error model and dropouts.  What a twin gets is only what a deployment would see: the
-CGM readings and the logged insulin and carbohydrate, as a :class:`~medtwin.history.PatientHistory`.
-The truth (parameters, noise-free glucose, every meal) stays on the :class:`BenchPatient` for
-scoring.
+logged ones mis-estimated, boluses computed from the logged carbohydrate, and a CGM (the
+factory-calibrated Dexcom G6 error model by default) with dropouts.  What a twin gets is only what a
+deployment would see: the CGM readings and the logged insulin and carbohydrate, as a
+:class:`~medtwin.history.PatientHistory`.  The truth (parameters, noise-free glucose, every
+meal) stays on the :class:`BenchPatient` for scoring.
 
 >>> bench = make_bench(n_patients=2, days=1, seed=3)
 >>> [len(p.history.cgm) > 200 for p in bench]
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from medtwin.devices import CGMSensor
+from medtwin.devices import sensor_named
 from medtwin.history import PatientHistory
 from medtwin.models import UvaPadova2008Circadian, load_patients
 from medtwin.simulate import Schedule, simulate
@@ -62,12 +62,13 @@ def make_bench(
     start: str = "2026-01-05T00:00:00Z",
     carb_error_sd: float = 0.2,
     dropouts_per_day: float = 1.0,
-    sensor: str = "GuardianRT",
+    sensor: str = "DexcomG6",
 ) -> list[BenchPatient]:
     """Simulate ``n_patients`` bench patients for ``days`` days (seeded, reproducible).
 
-    ``carb_error_sd`` is the log-SD of the patient's carbohydrate estimate; ``sensor`` a simglucose
-    CGM (GuardianRT samples every 5 minutes).
+    ``carb_error_sd`` is the log-SD of the patient's carbohydrate estimate; ``sensor`` a CGM of
+    :func:`~medtwin.devices.sensor_named` sampling every 5 minutes (the factory-calibrated
+    ``DexcomG6`` of Vettoretti et al. 2019, or simglucose's ``GuardianRT``).
     """
     rng = np.random.default_rng(seed)
     catalogue = load_patients(["adults", "adolescents"])
@@ -101,7 +102,7 @@ def make_bench(
         t,
         params={n: np.array([p[n] for p in params]) for n in params[0]},
         x0={n: np.array([x[n] for x in x0s]) for n in x0s[0]},
-        sensor=CGMSensor.named(sensor),
+        sensor=sensor_named(sensor),
         patient_ids=names,
         seed=seed,
     )

@@ -26,6 +26,7 @@ from medtwin.errors import ConfigurationError, NotCalibratedError, ParameterErro
 from medtwin.history import PatientHistory
 from medtwin.models import AbstractModel, UvaPadova2008
 from medtwin.simulate import Schedule, simulate
+from medtwin.twin._bands import BandCalibration
 
 __all__ = ["Forecast", "Twin", "forecast_many", "observe_many"]
 
@@ -127,6 +128,7 @@ class Twin:
         t0 = float(history.minutes(self.origin_)[0])
         self.ensemble_ = self.filter_.init(self._initial_members(), t0=t0)
         self.basal_u_per_h_: float | None = None
+        self.bands_ = BandCalibration()
         self._events_until = -np.inf
         self._pending_events = history.events.iloc[:0]
         self.history_ = PatientHistory.from_frames(
@@ -171,6 +173,7 @@ class Twin:
             if t <= self.ensemble_.t:
                 continue  # already assimilated (a resubmitted reading changes nothing)
             used[i] = True
+            self.bands_.score(float(t), float(g))
             start = self.ensemble_.t
             segment = self._segment_schedule(start)
             while pending < t_ev.size and t_ev[pending] < t:
@@ -236,7 +239,9 @@ class Twin:
         sol = simulate(
             self.model, schedule, t, params=ens.params, x0=ens.states, record=[self.observation]
         )
-        return self._forecast_result(t, sol[self.observation], with_sensor_noise)
+        return self._forecast_result(
+            t, sol[self.observation], with_sensor_noise, calibrate=scenario is None
+        )
 
     def _forecast_plan(
         self, horizon_min: float, scenario: Schedule | None, every_min: float
@@ -260,9 +265,20 @@ class Twin:
         return t, schedule
 
     def _forecast_result(
-        self, t: np.ndarray, members: np.ndarray, with_sensor_noise: bool, with_bands: bool = True
+        self,
+        t: np.ndarray,
+        members: np.ndarray,
+        with_sensor_noise: bool,
+        with_bands: bool = True,
+        *,
+        calibrate: bool = False,
     ) -> Forecast:
-        """The forecast from the members' trajectories over ``t``."""
+        """The forecast from the members' trajectories over ``t``.
+
+        With ``calibrate`` (a forecast of what will happen, not a what-if) and sensor noise, the
+        forecast is kept to be scored against the readings that arrive, and its bands are
+        rescaled by the twin's recent forecast errors (:mod:`medtwin.twin._bands`).
+        """
         now = float(self.ensemble_.t)
         weights = np.asarray(self.ensemble_.weights, dtype=float)
         noisy = members
@@ -277,6 +293,11 @@ class Twin:
             )
             for level in (BAND_LEVELS if with_bands else ())
         }
+        if calibrate and with_sensor_noise:
+            lo95 = bands[0.95][0] if 0.95 in bands else weighted_quantile(noisy, weights, 0.025)
+            hi95 = bands[0.95][1] if 0.95 in bands else weighted_quantile(noisy, weights, 0.975)
+            bands = self.bands_.apply(t - now, median, lo95, hi95, bands)
+            self.bands_.record(t, median, lo95, hi95)
         times = self.origin_ + pd.to_timedelta(t, unit="min")
         return Forecast(pd.DatetimeIndex(times), t - now, median, bands, members, weights)
 
@@ -355,6 +376,7 @@ class Twin:
         arrays: dict[str, Any] = {f"state__{k}": np.asarray(v) for k, v in ens.states.items()}
         arrays |= {f"param__{k}": np.asarray(v) for k, v in ens.params.items()}
         arrays["weights"] = np.asarray(ens.weights)
+        arrays |= {f"bands__{k}": v for k, v in self.bands_.state().items()}
         meta: dict[str, Any] = {
             "format": "medtwin-twin/1",
             "model": type(self.model).__name__,
@@ -421,6 +443,8 @@ class Twin:
             weights=arrays["weights"],
             step=int(meta["step"]),
         )
+        twin.bands_ = BandCalibration()
+        twin.bands_.restore({k[7:]: v for k, v in arrays.items() if k.startswith("bands__")})
         twin._events_until = float(twin.ensemble_.t)
         twin._pending_events = pd.DataFrame(
             {"time": pd.to_datetime([], utc=True), "kind": [], "value": []}
@@ -574,7 +598,7 @@ def forecast_many(
             continue
         for i, (values, _) in zip(members, sims, strict=True):
             out[i] = twins[i]._forecast_result(
-                plans[i][0], values[observation], with_sensor_noise, with_bands
+                plans[i][0], values[observation], with_sensor_noise, with_bands, calibrate=True
             )
     return [f for f in out if f is not None]
 

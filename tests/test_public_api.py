@@ -35,6 +35,8 @@ PACKAGES = [
     "medtwin.security",
     "medtwin.store",
     "medtwin.interop.fhir",
+    "medtwin.interop.hl7v2",
+    "medtwin.hospital",
     "medtwin.api",
     "medtwin.web",
 ]

@@ -136,3 +136,80 @@ def live_service(tmp_path):
     yield ServiceHarness(service, f"http://127.0.0.1:{port}", password)
     server.should_exit = True
     thread.join(timeout=30)
+
+
+# -- a hospital whose units are those of the synthetic ADT stream ------------------------------
+
+
+def synthetic_hospital() -> dict:
+    """A hospital spec with the units of ``medtwin.hospital.synthetic`` (ED, MED, SURG, CARD,
+    ICU, DAY and their beds), so the synthetic ADT stream's census can be forecast.
+
+    Small enough to simulate quickly: one ED pathway, ESI 1-5 classes with the stream's codes.
+    """
+    from medtwin.hospital.synthetic import UNITS
+
+    def los(mean: float, sd: float, unit: str = "d") -> dict:
+        return {"dist": "lognormal", "mean": mean, "sd": sd, "unit": unit}
+
+    shares = (0.01, 0.12, 0.45, 0.32, 0.10)
+    admit = (0.9, 0.6, 0.35, 0.08, 0.02)
+    return {
+        "name": "Synthetic stream hospital",
+        "timezone": "UTC",
+        "run": {"days": 7, "warmup_days": 2},
+        "ed": {
+            "name": "ED",
+            "arrivals": {"per_day": 285},
+            "resources": {"cubicle": {"capacity": UNITS["ED"]}, "doctor": {"capacity": 8}},
+            "classes": {
+                f"esi{k}": {
+                    "share": shares[k - 1],
+                    "priority": k,
+                    "codes": [str(k)],
+                    "pathway": "main",
+                    "admission": {
+                        "probability": admit[k - 1],
+                        "units": {"MED": 0.55, "SURG": 0.2, "CARD": 0.15, "ICU": 0.1},
+                    },
+                }
+                for k in range(1, 6)
+            },
+            "pathways": {
+                "main": [
+                    {
+                        "name": "assessment",
+                        "seize": ["cubicle"],
+                        "use": ["doctor"],
+                        "provider": True,
+                        "duration": los(40, 20, "min"),
+                    },
+                    {"name": "investigations", "duration": los(120, 60, "min")},
+                ]
+            },
+        },
+        "units": {
+            "MED": {"beds": UNITS["MED"], "los": los(4.0, 3.0), "next": {"ICU": 0.02}},
+            "SURG": {"beds": UNITS["SURG"], "los": los(3.0, 2.5)},
+            "CARD": {"beds": UNITS["CARD"], "los": los(2.5, 2.0)},
+            "ICU": {
+                "beds": UNITS["ICU"],
+                "los": los(3.0, 3.0),
+                "next": {"MED": 0.6},
+                "discharge_window": False,
+            },
+            "DAY": {"beds": UNITS["DAY"], "los": los(6.0, 2.0, "h"), "discharge_window": False},
+        },
+        "admissions": {
+            "elective": {
+                "unit": "SURG",
+                "per_weekday": [30, 30, 30, 30, 25, 0, 0],
+                "between": ["07:00", "10:00"],
+            },
+            "day_case": {
+                "unit": "DAY",
+                "per_weekday": [20, 20, 20, 20, 20, 0, 0],
+                "between": ["07:00", "09:30"],
+            },
+        },
+    }

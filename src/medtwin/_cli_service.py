@@ -20,7 +20,7 @@ user_app = typer.Typer(name="user", help="Accounts of the service.", no_args_is_
 device_app = typer.Typer(name="device", help="Devices that stream readings.", no_args_is_help=True)
 audit_app = typer.Typer(name="audit", help="The hash-chained audit log.", no_args_is_help=True)
 
-ROLES = ("admin", "clinician", "researcher")
+ROLES = ("admin", "clinician", "researcher", "interface")
 
 
 def _service(create_key: bool = False) -> Any:
@@ -36,7 +36,8 @@ def serve(
         bool,
         typer.Option(
             "--demo/--no-demo",
-            help="Stream a dozen virtual patients in accelerated time (what `make run` shows).",
+            help="Stream a dozen virtual patients in accelerated time and an ADT feed of the "
+            "example hospital (what `make run` shows).",
         ),
     ] = False,
     demo_patients: Annotated[int, typer.Option(min=1, max=100)] = 12,
@@ -44,6 +45,24 @@ def serve(
         float, typer.Option(min=1.0, help="Demo time runs this many times the wall clock.")
     ] = 60.0,
     workers: Annotated[int, typer.Option(min=1, max=16, help="Twin-update threads.")] = 1,
+    hospital: Annotated[
+        str | None,
+        typer.Option(
+            help="Host the hospital twin of this spec (YAML/JSON, or a bundled name such as "
+            "example_hospital; default MEDTWIN_HOSPITAL; --demo uses example_hospital)."
+        ),
+    ] = None,
+    mllp_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Listen for HL7 v2 ADT over MLLP on this port (needs a hospital).",
+        ),
+    ] = None,
+    mllp_host: Annotated[
+        str | None, typer.Option(help="Interface of the MLLP listener (default 127.0.0.1).")
+    ] = None,
 ) -> None:
     """Start the medtwin service: API, dashboard, hosted twins, live ingestion.
 
@@ -55,16 +74,37 @@ def serve(
 
     from medtwin.api import Service, Settings, create_app
     from medtwin.api._demo import Demo
+    from medtwin.api._hospital_demo import HospitalDemo
     from medtwin.api.mqtt import MqttBridge
+    from medtwin.cli import _errors_to_exit
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = Settings.from_env(workers=workers)
+    overrides: dict[str, Any] = {"workers": workers}
+    if hospital is not None:
+        overrides["hospital"] = hospital
+    if mllp_port is not None:
+        overrides["mllp_port"] = mllp_port
+    if mllp_host is not None:
+        overrides["mllp_host"] = mllp_host
+    with _errors_to_exit():
+        settings = Settings.from_env(**overrides)
+        if demo and settings.hospital is None:
+            settings = Settings.from_env(**overrides, hospital="example_hospital")
+        if settings.mllp_port is not None and settings.hospital is None:
+            raise ConfigurationError(
+                "--mllp-port needs a hospital twin: give --hospital PATH (or MEDTWIN_HOSPITAL)"
+            )
     embedded = settings.database_url is None
-    service = Service.open(settings, create_key=embedded)
+    with _errors_to_exit():
+        service = Service.open(settings, create_key=embedded)
     password = service.bootstrap_admin()
     url = f"http://{host}:{port}/"
     where = f"SQLite in {settings.home}" if embedded else "MEDTWIN_DATABASE_URL"
     lines = [f"medtwin is starting at {url}", f"  store: {where}"]
+    if service.hospital is not None:
+        lines.append(f"  hospital twin: {service.hospital.spec.name} ({url}hospital)")
+    if settings.mllp_port is not None:
+        lines.append(f"  HL7 v2 ADT over MLLP: {settings.mllp_host}:{settings.mllp_port}")
     if password is not None:
         lines += [
             "  first start: an admin account was created; this password is shown only now:",
@@ -77,9 +117,10 @@ def serve(
 
     bridge: MqttBridge | None = None
     demo_run: Demo | None = None
+    hospital_demo: HospitalDemo | None = None
 
     def started(svc: Any) -> None:
-        nonlocal bridge, demo_run
+        nonlocal bridge, demo_run, hospital_demo
         if settings.mqtt is not None:
             bridge = MqttBridge(
                 settings.mqtt,
@@ -91,12 +132,19 @@ def serve(
             bridge.start()
         if demo:
             demo_run = Demo(svc, n_patients=demo_patients, speed=speed)
-            demo_run.setup()
+            ids = demo_run.setup()
             demo_run.start()
-            typer.echo(f"  demo: {demo_patients} virtual patients streaming at {speed:g}x; "
-                       f"open {url} and log in")  # fmt: skip
+            # the patients' twins first: the hospital's backlog waits until they are live
+            hospital_demo = HospitalDemo(
+                svc, after=lambda: all(svc.host.latest(p) is not None for p in ids)
+            )
+            hospital_demo.start()
+            typer.echo(f"  demo: {demo_patients} virtual patients streaming at {speed:g}x, and "
+                       f"the hospital's ADT feed; open {url} and log in")  # fmt: skip
 
     def stopping(svc: Any) -> None:
+        if hospital_demo is not None:
+            hospital_demo.stop()
         if demo_run is not None:
             demo_run.stop()
         if bridge is not None:

@@ -726,7 +726,9 @@ def simulate(
     ] = None,
     sensor: Annotated[
         str | None,
-        typer.Option(help="none | DexcomG6 | Dexcom | GuardianRT | Navigator | ideal (default none)."),
+        typer.Option(
+            help="none | DexcomG6 | Dexcom | GuardianRT | Navigator | ideal (default none)."
+        ),
     ] = None,
     pump: Annotated[str | None, typer.Option(help="none | Insulet | Cozmo (default none).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the sensor noise.")] = None,
@@ -992,12 +994,14 @@ def run_demo(folder: Path, *, echo: bool = True) -> dict[str, Path]:
 
 
 def _register_subcommands() -> None:
+    from medtwin._cli_hospital import hospital_app
     from medtwin._cli_pk import pk_app
     from medtwin._cli_service import register
     from medtwin._cli_twin import twin_app
 
     app.add_typer(twin_app, name="twin")
     app.add_typer(pk_app, name="pk")
+    app.add_typer(hospital_app, name="hospital")
     register(app)
 
 

@@ -1,4 +1,4 @@
-"""A self-contained HTML report: one page, the figure inlined as base64 PNG, tables as HTML.
+"""A self-contained HTML report: one page, figures inlined as base64 PNG, tables as HTML.
 
 Plain string templating with :func:`html.escape` on every value that comes from outside; no
 scripts, no CDN, no external files, so the page opens offline and can be archived or mailed as is.
@@ -88,8 +88,9 @@ def render_report(
     tables: Sequence[tuple[str, pd.DataFrame]] = (),
     notes: str | None = None,
     generated: datetime | None = None,
+    figures: Sequence[tuple[str, bytes]] = (),
 ) -> str:
-    """Render the report as one HTML document: title, scenario, inlined figure and tables.
+    """Render the report as one HTML document: title, scenario, inlined figures and tables.
 
     Parameters
     ----------
@@ -105,6 +106,8 @@ def render_report(
         A paragraph of plain text under the title.
     generated:
         The time stamp shown (default: now, UTC).
+    figures:
+        (heading, PNG bytes) pairs shown after the tables, each embedded as a ``data:`` URI.
 
     Examples
     --------
@@ -130,6 +133,12 @@ def render_report(
         ]
     for heading, frame in tables:
         body += [f"<h2>{esc(heading)}</h2>", html_table(frame)]
+    for heading, png in figures:
+        data = base64.b64encode(png).decode("ascii")
+        body += [
+            f"<h2>{esc(heading)}</h2>",
+            f'<img class="figure" alt="{esc(heading)}" src="data:image/png;base64,{data}">',
+        ]
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'

@@ -73,6 +73,17 @@ def test_serve_demo_shows_live_patients(tmp_path):
         assert len(moved) >= 10
         page = httpx.get(f"{base}/ward")
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        # the hospital twin: the example hospital's census from the demo's ADT feed
+        auth = {"Authorization": f"Bearer {token}"}
+        census: dict = {}
+        while time.monotonic() - started < 240:
+            census = httpx.get(f"{base}/api/hospital/census", headers=auth).json()
+            if census.get("inpatients", 0) > 200:
+                break
+            time.sleep(1)
+        assert census["hospital"] == "Example District General Hospital", census
+        assert census["inpatients"] > 200 and not census["unknown_units"]
+        assert httpx.get(f"{base}/hospital").status_code == 200
     finally:
         proc.terminate()
         proc.wait(timeout=60)

@@ -145,3 +145,28 @@ def test_only_admins_touch_the_audit_log_and_accounts():
         decision = authorize(dr, "r", resource)
         assert not decision.allowed and "only admins" in decision.reason
         assert authorize(admin, "r", resource).allowed
+
+
+FEED = Principal("u4", "adt-feed", Role.interface, ROLE_SCOPES[Role.interface])
+
+
+def test_interface_creates_encounters_only():
+    assert authorize(FEED, "c", "Encounter").allowed
+    for perm, resource in [("r", "Encounter"), ("s", "Encounter"), ("u", "Encounter"),
+                           ("c", "Observation"), ("r", "Patient"), ("r", "Location")]:  # fmt: skip
+        d = authorize(FEED, perm, resource)
+        assert not d.allowed, (perm, resource)
+
+
+@pytest.mark.parametrize("who", [DOCTOR, RESEARCHER, DEVICE])
+def test_only_the_feed_and_admins_write_encounters(who):
+    d = authorize(who, "c", "Encounter", patient_id=who.patient_id, on_care_team=True)
+    assert not d.allowed
+    assert authorize(ADMIN, "c", "Encounter").allowed
+
+
+def test_clinicians_read_encounters_researchers_only_deidentified_locations():
+    assert authorize(DOCTOR, "r", "Encounter").allowed
+    assert not authorize(RESEARCHER, "r", "Encounter").allowed
+    assert authorize(RESEARCHER, "r", "Location", deidentified=True).allowed
+    assert not authorize(DEVICE, "r", "Location", deidentified=True).allowed

@@ -7,7 +7,7 @@ from medtwin.security import ROLE_SCOPES, Principal, Role, format_scopes
 
 
 def test_roles():
-    assert [str(r) for r in Role] == ["admin", "clinician", "researcher", "device"]
+    assert [str(r) for r in Role] == ["admin", "clinician", "researcher", "device", "interface"]
 
 
 @pytest.mark.parametrize(
@@ -17,6 +17,7 @@ def test_roles():
         (Role.clinician, "user/*.cruds"),
         (Role.researcher, "user/*.rs"),
         (Role.device, "patient/Observation.c"),
+        (Role.interface, "system/Encounter.c"),
     ],
 )
 def test_role_scopes(role, scopes):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -11,6 +13,8 @@ from medtwin.security import GENESIS
 from medtwin.store import Store, default_url
 from medtwin.store._engine import MIGRATIONS, create_engine, downgrade, migrate
 from medtwin.store._schema import Base
+
+HEAD = "0002"
 
 
 def _diffs(engine: sa.Engine) -> list[object]:
@@ -28,7 +32,7 @@ def test_migrations_produce_exactly_the_models(fresh_url):
     try:
         assert _diffs(engine) != []  # nothing there yet: every table is missing
         migrate(engine)
-        assert _revision(engine) == "0001"
+        assert _revision(engine) == HEAD
         assert _diffs(engine) == []
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT id, seq, hash FROM audit_head")).all() == [
@@ -62,7 +66,7 @@ def test_open_migrates_once_and_reopens(db_url, keyring):
         assert b.get_patient("p1").name == "Ada"
     engine = create_engine(db_url)
     try:
-        assert _revision(engine) == "0001"
+        assert _revision(engine) == HEAD
     finally:
         engine.dispose()
 
@@ -70,7 +74,37 @@ def test_open_migrates_once_and_reopens(db_url, keyring):
 def test_migrations_ship_with_the_package():
     assert (MIGRATIONS / "env.py").is_file()
     assert (MIGRATIONS / "script.py.mako").is_file()
-    assert [p.name for p in (MIGRATIONS / "versions").glob("*.py")] == ["0001_initial.py"]
+    assert sorted(p.name for p in (MIGRATIONS / "versions").glob("*.py")) == [
+        "0001_initial.py",
+        "0002_adt_events.py",
+    ]
+
+
+def test_upgrade_from_0001_keeps_the_data(fresh_url, keyring):
+    """A database of the first schema gains the ADT table, keeps its data, and can go back."""
+    engine = create_engine(fresh_url)
+    try:
+        migrate(engine, "0001")
+        assert "adt_events" not in sa.inspect(engine).get_table_names()
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO patients (id, sex, created_at) VALUES ('p1', 'female', :t)"),
+                {"t": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+            )
+    finally:
+        engine.dispose()
+    with Store.open(fresh_url, keyring=keyring) as store:  # upgrades to head
+        assert store.get_patient("p1").sex == "female"
+        assert store.count_adt_events() == 0
+    engine = create_engine(fresh_url)
+    try:
+        assert _revision(engine) == HEAD and _diffs(engine) == []
+        downgrade(engine, "0001")
+        assert "adt_events" not in sa.inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT id FROM patients")).scalars().all() == ["p1"]
+    finally:
+        engine.dispose()
 
 
 def test_sqlite_settings(tmp_path, keyring):

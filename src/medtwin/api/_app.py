@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from medtwin import __version__
+from medtwin.api._mllp import start_mllp
 from medtwin.api._service import Service
 from medtwin.api.errors import install_error_handlers
 from medtwin.api.routers import (
@@ -17,6 +18,7 @@ from medtwin.api.routers import (
     auth,
     dosing,
     fhir,
+    hospital,
     live,
     nightscout,
     observations,
@@ -50,9 +52,13 @@ def create_app(
         service.start()
         if on_startup is not None:
             on_startup(service)
+        mllp = await start_mllp(service)
         try:
             yield
         finally:
+            if mllp is not None:
+                mllp.close()
+                await mllp.wait_closed()
             if on_shutdown is not None:
                 on_shutdown(service)
             if close_service:
@@ -73,6 +79,7 @@ def create_app(
     for module in (auth, patients, observations, twins, alerts, audit, research, nightscout, fhir):
         app.include_router(module.router)
     app.include_router(dosing.router)
+    app.include_router(hospital.router)
     app.include_router(live.router)
 
     @app.get("/healthz", tags=["service"])

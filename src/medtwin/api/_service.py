@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from medtwin.api._broadcast import Broadcaster
+from medtwin.api._hospital import AdtOutcome, HospitalHost
 from medtwin.api._host import CGM, TwinHost
 from medtwin.api._settings import Settings
 from medtwin.errors import (
@@ -26,6 +27,7 @@ from medtwin.errors import (
     MedtwinError,
     NotFoundError,
 )
+from medtwin.hospital import ADTEvent
 from medtwin.records import (
     ConditionRecord,
     DeviceRecord,
@@ -66,6 +68,7 @@ class Service:
     broadcaster: Broadcaster
     host: TwinHost
     extras: dict[str, Any] = field(default_factory=dict)
+    hospital: HospitalHost | None = None
     _devices: dict[str, Any] = field(default_factory=dict, repr=False)
     _token_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict, repr=False)
 
@@ -93,7 +96,14 @@ class Service:
         broadcaster = Broadcaster()
         host = TwinHost(store, broadcaster, settings)
         tokens = TokenIssuer(keyring.token_key, ttl_s=settings.token_ttl_s)
-        return cls(settings, store, keyring, tokens, broadcaster, host)
+        hospital = None
+        if settings.hospital is not None:
+            try:
+                hospital = HospitalHost.open(store, settings.hospital)
+            except BaseException:
+                store.close()
+                raise
+        return cls(settings, store, keyring, tokens, broadcaster, host, hospital=hospital)
 
     def start(self) -> None:
         """Start the hosted twins' workers (``settings.workers`` threads)."""
@@ -296,6 +306,40 @@ class Service:
             for patient_id in {e.patient_id for e in events}:
                 self.host.events_changed(patient_id)
         return result
+
+    # -- the hospital twin ------------------------------------------------------------------------
+
+    def hospital_host(self) -> HospitalHost:
+        """The hosted hospital twin (NotFoundError when the service hosts none)."""
+        if self.hospital is None:
+            raise NotFoundError(
+                "this service hosts no hospital twin: start it with `medtwin serve --hospital "
+                "PATH` (or MEDTWIN_HOSPITAL=PATH; `example_hospital` is bundled)"
+            )
+        return self.hospital
+
+    def open_hospital(self, source: Any) -> HospitalHost:
+        """Start hosting the hospital ``source`` (a spec, a YAML/JSON path, a bundled name)."""
+        self.hospital = HospitalHost.open(self.store, source)
+        return self.hospital
+
+    def ingest_adt(self, events: Sequence[ADTEvent], *, source: str = "api") -> list[AdtOutcome]:
+        """ADT events from any path: checked, stored in one transaction, then applied.
+
+        The whole batch is refused (nothing stored) when one event is dated more than
+        :data:`MAX_AHEAD` ahead of the server's clock, names a visit of another patient, or
+        reuses a stored message id with other content.
+        """
+        host = self.hospital_host()
+        limit = datetime.now(UTC) + MAX_AHEAD
+        for e in events:
+            if e.occurred_at > limit:
+                raise DataFormatError(
+                    f"message {e.message_id}: the event is dated {e.occurred_at.isoformat()}, more "
+                    f"than {MAX_AHEAD} ahead of the server's clock (check the sender's clock and "
+                    "time zone); nothing of this batch was stored"
+                )
+        return host.ingest(events, source=source)
 
 
 def _check_not_future(times: Sequence[datetime], *, what: str) -> None:

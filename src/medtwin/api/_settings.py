@@ -8,6 +8,10 @@ variable                   meaning                                              
 ``MEDTWIN_KEY_FILE``       32-byte master key (encryption, tokens, audit chain)         home/medtwin.key
 ``MEDTWIN_MQTT_URL``       broker for device streams (``mqtt://127.0.0.1:1883``)        none
 ``MEDTWIN_TOKEN_TTL_S``    lifetime of an access token                                  3600
+``MEDTWIN_HOSPITAL``       hospital spec of the hospital twin (YAML/JSON path or a      none
+                           bundled name such as ``example_hospital``)
+``MEDTWIN_MLLP_PORT``      port of the HL7 v2 MLLP listener for ADT feeds               none
+``MEDTWIN_MLLP_HOST``      interface the MLLP listener binds                            127.0.0.1
 =========================  ===========================================================  ==========
 """
 
@@ -57,6 +61,9 @@ class Settings:
     alert_window_min: float = 30.0
     save_every: int = 12
     workers: int = 1
+    hospital: str | None = None
+    mllp_port: int | None = None
+    mllp_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -75,6 +82,17 @@ class Settings:
             except ValueError:
                 raise ConfigurationError(
                     f"MEDTWIN_TOKEN_TTL_S must be whole seconds, got {env['MEDTWIN_TOKEN_TTL_S']!r}"
+                ) from None
+        if env.get("MEDTWIN_HOSPITAL"):
+            values["hospital"] = env["MEDTWIN_HOSPITAL"]
+        if env.get("MEDTWIN_MLLP_HOST"):
+            values["mllp_host"] = env["MEDTWIN_MLLP_HOST"]
+        if env.get("MEDTWIN_MLLP_PORT"):
+            try:
+                values["mllp_port"] = int(env["MEDTWIN_MLLP_PORT"])
+            except ValueError:
+                raise ConfigurationError(
+                    f"MEDTWIN_MLLP_PORT must be a port number, got {env['MEDTWIN_MLLP_PORT']!r}"
                 ) from None
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -107,7 +107,9 @@ def install_error_handlers(app: FastAPI) -> None:
             ref = uuid.uuid4().hex[:12]
             log.error("error %s on %s %s: %s", ref, request.method, request.url.path, exc)
             return _respond(request, status, type(exc).__name__, f"internal error (ref {ref})")
-        return _respond(request, status, type(exc).__name__, str(exc), outcome=outcome)
+        # ``acks``: per-message HL7 acknowledgements of a refused ADT batch
+        acks = getattr(exc, "acks", None)
+        return _respond(request, status, type(exc).__name__, str(exc), outcome=outcome, acks=acks)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

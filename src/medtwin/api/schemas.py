@@ -9,7 +9,13 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "AdtIngestOut",
+    "AdtMessageOut",
     "AlertOut",
+    "BandOut",
+    "CensusHistoryOut",
+    "CensusIssueOut",
+    "CensusOut",
     "CompareIn",
     "CompareOut",
     "DoseGivenIn",
@@ -26,18 +32,27 @@ __all__ = [
     "EventOut",
     "ExposureOut",
     "ForecastOut",
+    "HospitalForecastOut",
+    "HospitalSpecOut",
+    "HospitalUnitOut",
     "IngestOut",
     "LevelIn",
     "ObservationIn",
     "ObservationOut",
+    "OccupantOut",
     "PatientIn",
     "PatientOut",
     "ReadingsIn",
     "RegimenIn",
     "RiskOut",
     "ScenarioAction",
+    "ScenarioCompareIn",
+    "ScenarioCompareOut",
+    "ScenarioRowOut",
     "TokenOut",
     "TwinOut",
+    "UnitCensusOut",
+    "UnitForecastOut",
     "UserOut",
 ]
 
@@ -181,7 +196,7 @@ class ForecastOut(BaseModel):
     model: str
     issued: datetime
     times: list[datetime]
-    median: list[float]
+    median: list[float | None]
     bands: dict[str, dict[str, list[float]]]
 
 
@@ -405,9 +420,9 @@ class ExposureOut(BaseModel):
 class DosingCurveOut(BaseModel):
     """Concentration (mg/L) at ``DosingOut.times_h``: posterior median and 90% band."""
 
-    median: list[float]
-    lower_90: list[float]
-    upper_90: list[float]
+    median: list[float | None]
+    lower_90: list[float | None]
+    upper_90: list[float | None]
 
 
 class DosingCandidateOut(BaseModel):
@@ -446,3 +461,200 @@ class DosingOut(BaseModel):
     recommended_index: int
     times_h: list[float]
     candidates: list[DosingCandidateOut]
+
+
+# -- the hospital twin ---------------------------------------------------------------------------
+
+
+class AdtMessageOut(BaseModel):
+    """One ADT event accepted: whether it was stored now (else before) and its ACK."""
+
+    index: int = Field(description="1-based position in the batch")
+    message_id: str
+    event_type: str
+    status: Literal["applied", "duplicate"] = Field(
+        description="applied: the census took it; duplicate: a message id or content seen before"
+    )
+    stored: bool = Field(description="stored by this request (false: it was stored before)")
+    ack: Literal["AA"] = "AA"
+    ack_message: str | None = Field(default=None, description="the HL7 v2 ACK (HL7 batches)")
+
+
+class AdtIngestOut(BaseModel):
+    """What a batch of ADT events did."""
+
+    accepted: int = Field(description="events stored by this request")
+    duplicates: int = Field(description="events stored before (resubmissions)")
+    census_version: int
+    messages: list[AdtMessageOut]
+
+
+class UnitCensusOut(BaseModel):
+    """Occupancy of one unit: the ED against its cubicles, a ward against its beds."""
+
+    unit: str
+    kind: Literal["ed", "ward"]
+    occupied: int
+    capacity: int | None
+    occupancy: float | None
+    boarding: int | None = Field(description="ED patients admitted and waiting for a bed")
+
+
+class OccupantOut(BaseModel):
+    """A patient in the hospital now (PHI: clinicians and admins only)."""
+
+    unit: str
+    bed: str | None
+    visit_id: str
+    patient_id: str
+    unit_since: datetime
+    arrived_at: datetime
+    patient_class: str | None
+    acuity: str | None
+
+
+class CensusIssueOut(BaseModel):
+    """Something in the ADT data to look at (a bed conflict, an unmatched cancel, ...)."""
+
+    kind: str
+    detail: str
+    visit_ids: list[str]
+    message_id: str | None
+
+
+class CensusOut(BaseModel):
+    """The live census: per unit against capacity; patients only for those who may see them."""
+
+    hospital: str
+    as_of: datetime | None = Field(description="time of the latest event applied")
+    version: int = Field(description="changes with every event that changed the census")
+    units: list[UnitCensusOut]
+    unknown_units: dict[str, int] = Field(description="census units the hospital spec lacks")
+    inpatients: int
+    beds: int
+    occupancy: float | None
+    events_applied: int
+    events_duplicate: int
+    issues: dict[str, int] = Field(description="data issues by kind")
+    patients: list[OccupantOut] | None = None
+    issue_list: list[CensusIssueOut] | None = None
+
+
+class CensusHistoryOut(BaseModel):
+    """Patients per unit on a regular time grid."""
+
+    freq: str
+    times: list[datetime]
+    units: dict[str, list[int]]
+
+
+class BandOut(BaseModel):
+    """Quantiles across replications, by hour: median, 50% and 90% central intervals."""
+
+    median: list[float | None]
+    lower_50: list[float | None]
+    upper_50: list[float | None]
+    lower_90: list[float | None]
+    upper_90: list[float | None]
+    mean: list[float | None]
+
+
+class UnitForecastOut(BaseModel):
+    """One ward's forecast: patients in beds, and the probability that every bed is taken."""
+
+    unit: str
+    beds: int
+    occupied: BandOut
+    p_full: list[float]
+
+
+class HospitalForecastOut(BaseModel):
+    """Hourly bands from the census time to the horizon, per ward and for the ED."""
+
+    hospital: str
+    census_at: datetime
+    census_version: int = Field(description="the census version the forecast started from")
+    current_version: int
+    stale: bool = Field(description="the census has changed since (the forecast is reused)")
+    computed_at: datetime
+    elapsed_s: float
+    horizon_hours: int
+    replications: int
+    seed: int
+    times: list[datetime]
+    units: list[UnitForecastOut]
+    ed: dict[str, BandOut] = Field(description="ed, waiting, boarding, arrivals (per hour)")
+
+
+class ScenarioCompareIn(_Strict):
+    """What-if scenarios (``medtwin.hospital.Scenario`` fields) against the unchanged hospital.
+
+    ``from_census``: the next ``days`` from the live census (no warm-up); else from an empty
+    hospital, ``warmup_days`` (default: the spec's) deleted from every KPI.
+    """
+
+    scenarios: dict[str, dict[str, object]] = Field(min_length=1, max_length=4)
+    replications: int = Field(default=5, ge=2, le=30)
+    days: float = Field(default=3.0, gt=0, le=90)
+    from_census: bool = True
+    warmup_days: float | None = Field(default=None, ge=0, le=120)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    kpis: list[str] | None = Field(default=None, min_length=1, max_length=60)
+
+    @field_validator("scenarios")
+    @classmethod
+    def _names(cls, v: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+        for name in v:
+            if not name.strip() or len(name) > 64:
+                raise ValueError(f"scenario name {name[:70]!r} must have 1 to 64 characters")
+        return v
+
+
+class ScenarioRowOut(BaseModel):
+    """One KPI of one scenario: mean with its 95% CI, and the paired difference from baseline."""
+
+    kpi: str
+    scenario: str
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    difference: float | None = None
+    diff_low: float | None = None
+    diff_high: float | None = None
+    significant: bool | None = None
+
+
+class ScenarioCompareOut(BaseModel):
+    """The comparison: every KPI of the baseline and each scenario, side by side."""
+
+    hospital: str
+    scenarios: list[str]
+    replications: int
+    days: float
+    warmup_days: float
+    from_census: bool
+    census_at: datetime | None
+    seed: int
+    simulated_days: float
+    elapsed_s: float
+    rows: list[ScenarioRowOut]
+
+
+class HospitalUnitOut(BaseModel):
+    """A unit of the hospital spec."""
+
+    name: str
+    beds: int
+    aliases: list[str]
+    description: str
+
+
+class HospitalSpecOut(BaseModel):
+    """The hospital the twin models: its units, ED, and the whole validated spec."""
+
+    name: str
+    description: str
+    timezone: str
+    ed: dict[str, object] | None
+    units: list[HospitalUnitOut]
+    spec: dict[str, object]

@@ -9,7 +9,8 @@ what-if :class:`Scenario` s against the baseline on common random numbers; :func
 starts from a :class:`CensusSnapshot` and gives hourly occupancy and ED-crowding bands.
 :class:`Census` keeps the live census from ADT events (HL7 v2 via :mod:`medtwin.interop.hl7v2`,
 FHIR Encounters, event-log CSVs: :func:`read_event_log`); :func:`synthetic_adt_stream` simulates
-a feed with its ground truth.
+a feed with its ground truth.  :func:`calibrate_hospital` fits a hospital to its ADT history;
+:func:`backtest` scores census forecasts against a simulated truth.
 Replications run in local processes or on Dask with the same results.  See
 ``docs/hospital.md``.
 
@@ -21,6 +22,7 @@ True
 from __future__ import annotations
 
 from medtwin.hospital._records import ADT_EVENT_TYPES, ADTEvent, CensusSnapshot, Occupant
+from medtwin.hospital.calibrate import CalibrationResult, calibrate_hospital
 from medtwin.hospital.census import Census, CensusChange, CensusIssue
 from medtwin.hospital.eventlog import (
     read_event_log,
@@ -44,10 +46,13 @@ from medtwin.hospital.queueing import ErlangC, erlang_c
 from medtwin.hospital.scenario import Scenario, Surge
 from medtwin.hospital.spec import HospitalSpec, load_hospital
 from medtwin.hospital.synthetic import SyntheticStream, synthetic_adt_stream
+from medtwin.hospital.validate import Backtest, backtest
 
 __all__ = [
     "ADT_EVENT_TYPES",
     "ADTEvent",
+    "Backtest",
+    "CalibrationResult",
     "Census",
     "CensusChange",
     "CensusForecast",
@@ -63,6 +68,8 @@ __all__ = [
     "Surge",
     "SyntheticStream",
     "WarmupChoice",
+    "backtest",
+    "calibrate_hospital",
     "choose_warmup",
     "compare",
     "confidence_interval",

@@ -34,10 +34,11 @@ levels are integrated at each change and read once an hour.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, cast
 
@@ -47,10 +48,11 @@ import simpy
 
 from medtwin.errors import ConfigurationError
 from medtwin.hospital._random import Buffer, Streams
-from medtwin.hospital._records import CensusSnapshot, Occupant
+from medtwin.hospital._records import ADTEvent, CensusSnapshot, Occupant
 from medtwin.hospital.spec import (
     WEEK_MIN,
     AcuityClass,
+    Fixed,
     HospitalSpec,
     Step,
     clock_minutes,
@@ -762,8 +764,13 @@ def _stay(
     t_request: float,
     t_in: float | None = None,
     counted: bool = False,
+    home: bool = False,
 ) -> Proc:
-    """A bed stay: LOS, then a transfer (keeping the bed until the next is free) or home."""
+    """A bed stay: LOS, then a transfer (keeping the bed until the next is free) or home.
+
+    ``home`` sends the patient home whatever the unit's transfer draw (a census patient already
+    medically ready and waiting for its discharge window).
+    """
     env = sim.env
     now = env.now
     t_in = now if t_in is None else t_in
@@ -775,7 +782,7 @@ def _stay(
     if unit.next_index:
         u = unit.next_u()
         j = int(np.searchsorted(unit.next_cum, u, side="right"))
-        nxt = unit.next_index[j] if j < len(unit.next_index) else -1
+        nxt = unit.next_index[j] if j < len(unit.next_index) and not home else -1
     if nxt >= 0:
         if los > 0:
             yield env.timeout(los)
@@ -968,6 +975,12 @@ def _load_census(
         rng = init(f"census/{unit.name}/{key_name}")
         rest = residual(dist, elapsed, rng.random(len(occs))) * unit.los_mult
         d = rng.random((len(occs), 3))
+        clock = sim.discharge_clocks(d[:, 0], d[:, 1])
+        waiting = np.zeros(len(occs), dtype=bool)
+        if unit.window:
+            rest, clock, waiting = _waiting_for_window(
+                sim, unit, dist, elapsed, rest, clock, init(f"census-ready/{unit.name}/{key_name}")
+            )
         for j in range(len(occs)):
             bed = unit.beds.acquire(priority=CENSUS_PRIORITY)
             unit.occ.add(1)
@@ -978,16 +991,90 @@ def _load_census(
                     bed,
                     float(rest[j]),
                     key,
-                    sim.discharge_clock(d[j, 0], d[j, 1]),
+                    float(clock[j]),
                     float(d[j, 2]),
                     SRC_CENSUS,
                     -float(elapsed[j]),
                     -float(elapsed[j]),
                     counted=True,
+                    home=bool(waiting[j]),
                 )
             )
     for uc in sim.units:
         uc.beds._capacity = uc.n_beds
+
+
+def _window_cdf(sim: _Sim, minute: np.ndarray) -> np.ndarray:
+    """P(a discharge window's clock time <= ``minute``), minute in [0, 1440]."""
+    cum = np.concatenate([[0.0], sim.discharge_cum])
+    return np.interp(minute / 60.0, np.arange(25.0), cum)
+
+
+def _waiting_for_window(
+    sim: _Sim,
+    unit: _UnitC,
+    dist: Any,
+    elapsed: np.ndarray,
+    rest: np.ndarray,
+    clock: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Census patients of a unit with discharge windows who are already medically ready.
+
+    A patient in its bed ``e`` after arriving is either not yet ready (``X > e``: the residual
+    ``X - e | X > e`` already drawn) or was ready at ``e - w`` (``w`` < 24 h) and going home, with
+    no window clock time since then.  With ``G(w)`` the chance of no window in ``(T - w, T]``
+    (``T`` the census time) and ``p_home`` the unit's share going home, ready-and-waiting has
+    weight ``p_home int f(e - w) G(w) dw`` against ``S(e)`` for not ready (15-minute quadrature).
+    Those drawn as waiting get ``w`` from that weight, a window clock time outside the clock
+    interval ``(T - w, T]``, and go home at that window (the model's discharge rule).
+
+    Returns the stays' remaining times (negative: ready ``w`` ago), window clock times, and
+    which are waiting.
+    """
+    n = len(elapsed)
+    p_home = 1.0 - (float(unit.next_cum[-1]) if len(unit.next_cum) else 0.0)
+    waiting = np.zeros(n, dtype=bool)
+    if n == 0 or p_home <= 0:
+        return rest, clock, waiting
+    step = 15.0
+    edges = np.arange(0.0, 1440.0 + step / 2, step)
+    mid = (edges[:-1] + edges[1:]) / 2
+    tau = sim.offset % 1440.0
+    lo = tau - mid
+    inside = np.where(
+        lo >= 0,
+        _window_cdf(sim, np.full_like(lo, tau)) - _window_cdf(sim, np.maximum(lo, 0.0)),
+        _window_cdf(sim, np.full_like(lo, tau)) + 1 - _window_cdf(sim, lo + 1440.0),
+    )
+    no_window = np.clip(1.0 - inside, 0.0, 1.0)
+    scale = unit.los_mult
+    x = np.maximum(elapsed[:, None] - edges[None, :], 0.0) / scale
+    if isinstance(dist, Fixed):
+        cdf = (x >= dist.value * dist.scale_min).astype(float)
+        surv = (elapsed / scale < dist.value * dist.scale_min).astype(float)
+    else:
+        family, args = dist.scipy()
+        cdf = family.cdf(x, *args)
+        surv = family.sf(elapsed / scale, *args)
+    mass = np.clip(cdf[:, :-1] - cdf[:, 1:], 0.0, None) * no_window[None, :]
+    ready = p_home * mass.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_ready = np.where(ready + surv > 0, ready / (ready + surv), 0.0)
+    u = rng.random((n, 2))
+    waiting = u[:, 0] < p_ready
+    rest, clock = rest.copy(), clock.copy()
+    for j in np.flatnonzero(waiting).tolist():
+        cum = np.cumsum(mass[j])
+        k = min(int(np.searchsorted(cum, u[j, 1] * cum[-1], side="right")), len(mid) - 1)
+        w = edges[k] + step * rng.random()
+        a = (tau - w) % 1440.0
+        # a window clock time not in (T - w, T] (circular), by rejection from the profile
+        c = sim.discharge_clocks(rng.random(64), rng.random(64))
+        ok = ~(((c - a) % 1440.0 > 0) & ((c - a) % 1440.0 <= w))
+        clock[j] = c[np.argmax(ok)] if ok.any() else (tau + 1.0) % 1440.0
+        rest[j] = -w
+    return rest, clock, waiting
 
 
 def _check_census(spec: HospitalSpec, snapshot: CensusSnapshot) -> None:
@@ -1134,6 +1221,127 @@ class SimulationRun:
                 )
             )
         return CensusSnapshot(end, tuple(occ))
+
+    def adt_events(self, *, prefix: str = "sim", beds: bool = True) -> list[ADTEvent]:
+        """The run as the ADT feed of a hospital's patient administration system.
+
+        One event per movement, in time order (HL7 v2 trigger events): ``A04`` when a patient
+        arrives in the ED (class E, ``acuity`` the triage class name, admission type E); ``A08``
+        at the decision to admit (class I: the patient is boarding); ``A01`` into a bed (from
+        the ED, or an elective/direct admission: class I, ``acuity`` the admission stream's
+        name, admission type C for electives, E otherwise); ``A02`` for each transfer; ``A03``
+        when the patient leaves (home, left without being seen, or to the discharge lounge,
+        which frees the bed).  A :class:`~medtwin.hospital.census.Census` fed these events
+        holds at the end of the run exactly the patients of :meth:`snapshot`, in the same units,
+        since the same times.
+
+        Visits are named after the model's records: ``<prefix>-ed-<i>`` for ED attendance ``i``
+        (row ``i`` of :meth:`attendance_frame`) and ``<prefix>-adm-<j>`` for a visit that begins
+        with bed stay ``j`` (row ``j`` of :meth:`stay_frame`), each of its own patient
+        ``<visit id>-P``.  Message ids are ``<prefix>-<n>``, numbered in time order.  Times are
+        UTC, ``start`` plus the model's minutes (a run's clock keeps the UTC offset it starts
+        with).  With ``beds`` each inpatient takes the lowest free bed
+        number of its unit when it arrives (none when the unit is over its beds); ED cubicles
+        are not numbered.  A run started from a census also lists its census patients, from
+        the times the census gave.
+
+        >>> run = simulate("example_hospital", days=2, warmup_days=0, seed=1)
+        >>> events = run.adt_events()
+        >>> {"A01", "A02", "A03", "A04"} <= {e.event_type for e in events}
+        True
+        >>> from medtwin.hospital.census import Census
+        >>> Census.from_events(events).counts() == run.snapshot().counts()
+        True
+        """
+        a, s = self.attendances, self.stays
+        ed = self.spec.ed.name if self.spec.ed is not None else "ED"
+        units = self.unit_names
+        rank = {"A04": 0, "A01": 1, "A02": 2, "A08": 3, "A03": 4}
+        # (minute, rank, visit, kind, unit, prior unit, class, acuity, admission type)
+        drafts: list[tuple[float, int, str, str, str, str | None, str | None, str | None, str]] = []
+        entry: dict[tuple[int, float], list[int]] = {}
+        for j in range(len(s["unit"])):
+            if s["source"][j] in (SRC_ED, SRC_TRANSFER):
+                entry.setdefault((int(s["unit"][j]), float(s["t_in"][j])), []).append(j)
+        for stays in entry.values():
+            stays.reverse()  # popped in the order the stays were recorded
+
+        def follow(j: int, visit: str, kind: str) -> None:
+            """Stay ``j`` of ``visit`` (entered with ``kind``) and the stays after it."""
+            while True:
+                unit = units[s["unit"][j]]
+                dest, out = int(s["dest"][j]), float(s["t_out"][j])
+                if dest == -1:
+                    drafts.append((out, rank["A03"], visit, "A03", unit, None, None, None, kind))
+                    return
+                if dest < 0 or not math.isfinite(out):
+                    return  # still in its bed when the run ends
+                nxt = entry.get((dest, out))
+                if not nxt:  # pragma: no cover - every transfer starts a stay of its unit
+                    raise RuntimeError(f"stay {j}: no stay of {units[dest]} begins at {out}")
+                drafts.append((out, rank["A02"], visit, "A02", units[dest], unit, "I", None, kind))
+                j = nxt.pop()
+
+        for i in range(len(a["t_arrival"])):
+            visit = f"{prefix}-ed-{i}"
+            t, dta, gone = (float(a[k][i]) for k in ("t_arrival", "t_dta", "t_departure"))
+            acuity = self.class_names[int(a["cls"][i])]
+            drafts.append((t, rank["A04"], visit, "A04", ed, None, "E", acuity, "E"))
+            outcome = int(a["outcome"][i])
+            # the decision to admit, unless the bed came within a second (an A08 at the A01's
+            # time, in a feed of whole seconds, would name the ED while the patient is in a ward)
+            if math.isfinite(dta) and (outcome == IN_ED or gone - dta >= 1 / 60):
+                drafts.append((dta, rank["A08"], visit, "A08", ed, None, "I", None, "E"))
+            if outcome in (HOME, LWBS):
+                drafts.append((gone, rank["A03"], visit, "A03", ed, None, None, None, "E"))
+            elif outcome == ADMITTED:
+                u = int(a["unit"][i])
+                nxt = entry.get((u, gone))
+                if not nxt:  # pragma: no cover - every admission starts a stay
+                    raise RuntimeError(f"attendance {i}: no stay of {units[u]} begins at {gone}")
+                drafts.append((gone, rank["A01"], visit, "A01", units[u], ed, "I", None, "E"))
+                follow(nxt.pop(), visit, "E")
+        for j in np.flatnonzero(~np.isin(s["source"], (SRC_ED, SRC_TRANSFER))).tolist():
+            visit = f"{prefix}-adm-{j}"
+            key = self.key_names[int(s["key"][j])] or None
+            stream = self.spec.admissions.get(key or "")
+            kind = "C" if stream is not None and stream.elective else "E"
+            unit = units[s["unit"][j]]
+            t_in = float(s["t_in"][j])
+            drafts.append((t_in, rank["A01"], visit, "A01", unit, None, "I", key, kind))
+            follow(j, visit, kind)
+        drafts.sort(key=lambda d: (d[0], d[1], d[2]))
+        t0 = self.start.astimezone(UTC)
+        free = {u: list(range(1, self.spec.units[u].beds + 1)) for u in units}  # heaps
+        bed_of: dict[str, str | None] = {}
+        events = []
+        for n, (minute, _, visit, kind, place, prior, cls, triage, adm) in enumerate(drafts):
+            held = bed_of.get(visit)
+            if kind in ("A02", "A03") and held is not None:
+                heapq.heappush(free[prior if kind == "A02" and prior else place], int(held))
+            bed = held if kind in ("A03", "A08") else None
+            if kind in ("A01", "A02"):
+                bed = f"{heapq.heappop(free[place]):03d}" if beds and free[place] else None
+                bed_of[visit] = bed
+            when = t0 + timedelta(minutes=minute)
+            events.append(
+                ADTEvent(
+                    message_id=f"{prefix}-{n:08d}",
+                    event_type=kind,
+                    occurred_at=when,
+                    patient_id=f"{visit}-P",
+                    visit_id=visit,
+                    unit=place,
+                    bed=bed,
+                    prior_unit=prior,
+                    prior_bed=held if kind in ("A01", "A02") else None,
+                    patient_class=cast(Any, cls),
+                    acuity=triage,
+                    admission_type=adm,
+                    recorded_at=when,
+                )
+            )
+        return events
 
 
 # -- the entry point -----------------------------------------------------------------------
@@ -1308,6 +1516,69 @@ def simulate(
     )
 
 
+def _boarder_units(
+    sim: _Sim,
+    snapshot: CensusSnapshot,
+    cls: np.ndarray,
+    boarders: np.ndarray,
+    unit: np.ndarray,
+    los: list[float],
+    init: Streams,
+) -> tuple[np.ndarray, list[float]]:
+    """Where the census's boarders wait to go: units with no bed to give, most likely.
+
+    A census does not say which unit a boarder waits for, and the class's routing alone sends
+    too many to units with free beds: a patient boards only while its unit has no bed available
+    (every bed occupied or being cleaned).  So the unit is drawn with probability proportional
+    to ``p_class(u) P(beds being cleaned in u >= free beds in u)``, the number being cleaned
+    taken as Poisson with mean (occupied / mean stay) x mean turnaround (an M/G/infinity
+    approximation); a class whose units all have beds free keeps its routing.
+    """
+    counts = snapshot.counts()
+    names = sim.spec.unit_names()
+    occupied = np.zeros(len(sim.units))
+    for name, n in counts.items():
+        if names.get(name) in sim.unit_index:
+            occupied[sim.unit_index[names[name]]] += n
+    unavailable = np.ones(len(sim.units))
+    for uc in sim.units:
+        spec_u = sim.spec.units[uc.name]
+        free = uc.n_beds - occupied[uc.index]
+        if free <= 0:
+            continue
+        turnaround = spec_u.turnaround or sim.spec.turnaround
+        stay = spec_u.los.mean_min + (720.0 if uc.window else 0.0)  # about half a day's wait
+        lam = occupied[uc.index] / stay * turnaround.mean_min if turnaround is not None else 0.0
+        unavailable[uc.index] = float(_poisson_sf(free - 1, lam))
+    rng = init("census-boarder")
+    unit, los = unit.copy(), list(los)
+    for i in np.flatnonzero(boarders).tolist():
+        c = sim.classes[int(cls[i])]
+        routing = c.spec.admission.units if c.spec.admission is not None else {}
+        idx = np.array([sim.unit_index[u] for u in routing], dtype=int)
+        if len(idx) == 0:
+            continue
+        w = np.array(list(routing.values()), dtype=float) * unavailable[idx]
+        if w.sum() <= 0:
+            continue
+        j = int(idx[min(int(np.searchsorted(np.cumsum(w / w.sum()), rng.random())), len(w) - 1)])
+        uc = sim.units[j]
+        unit[i] = j
+        los[i] = float(sim.los_for(uc, c.name).sample(rng, 1)[0]) * uc.los_mult
+    return unit, los
+
+
+def _poisson_sf(k: float, lam: float) -> float:
+    """P(N > k) for N ~ Poisson(lam)."""
+    if lam <= 0:
+        return 0.0 if k >= 0 else 1.0
+    term = total = math.exp(-lam)
+    for i in range(1, int(k) + 1):
+        term *= lam / i
+        total += term
+    return max(0.0, 1.0 - total)
+
+
 def _with_census_ed(
     sim: _Sim, cards: _Cards, census_ed: list[Occupant], snapshot: CensusSnapshot
 ) -> _Cards:
@@ -1328,6 +1599,8 @@ def _with_census_ed(
     unit = d["unit"]
     if len(sim.units):
         unit = np.where(boarders & (unit < 0), 0, unit)
+        if boarders.any():
+            unit, d["los"] = _boarder_units(sim, snapshot, d["cls"], boarders, unit, d["los"], init)
     return _make_cards(
         np.concatenate([t, cards.t]),
         np.concatenate([np.full(n, 2), cards.cohort]),

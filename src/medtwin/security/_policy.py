@@ -35,6 +35,10 @@ class Decision:
 ADMIN_ONLY = frozenset({"AuditEvent", "User"})
 """Resource types only an admin may touch, whatever the scopes say."""
 
+FEED_WRITTEN = frozenset({"Encounter"})
+"""Resource types only a hospital system's feed (``interface``) and admins may write: where a
+patient is comes from the ADT system, never from a user's hand."""
+
 
 def authorize(
     principal: Principal,
@@ -54,7 +58,10 @@ def authorize(
     - clinician: only patients on their care team (``on_care_team``); with no ``patient_id``
       (a collection, a non-patient resource) the caller must filter by care team itself;
     - researcher: read and search only, and only ``deidentified`` views;
-    - device: create ``Observation`` for its own ``principal.patient_id`` only; never read.
+    - device: create ``Observation`` for its own ``principal.patient_id`` only; never read;
+    - interface (a hospital system's feed, e.g. the ADT interface engine): create
+      :data:`FEED_WRITTEN` resources only (ADT events as Encounters); never read.  Nobody else
+      but an admin may write those.
 
     Parameters
     ----------
@@ -92,6 +99,12 @@ def authorize(
 
     if resource_type in ADMIN_ONLY and principal.role != Role.admin:
         return Decision(False, f"only admins may {verb}; {who} may not")
+    if (
+        resource_type in FEED_WRITTEN
+        and permission in ("c", "u", "d")
+        and principal.role not in (Role.admin, Role.interface)
+    ):
+        return Decision(False, f"only the hospital's feed (interface) and admins may {verb}")
     match principal.role:
         case Role.admin:
             return Decision(True, f"admin: {verb} allowed by scope {granted}")
@@ -111,6 +124,11 @@ def authorize(
             if principal.patient_id is None or patient_id != principal.patient_id:
                 return Decision(False, f"{who} may only write for its own patient")
             return Decision(True, f"{who} may {verb} for patient {patient_id}")
+        case Role.interface:
+            if permission != "c" or resource_type not in FEED_WRITTEN:
+                allowed = ", ".join(sorted(FEED_WRITTEN))
+                return Decision(False, f"interfaces may only create {allowed}, not {verb}")
+            return Decision(True, f"{who} may {verb} (scope {granted})")
     return Decision(False, f"unknown role {principal.role!r}")  # pragma: no cover
 
 

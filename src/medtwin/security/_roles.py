@@ -24,6 +24,7 @@ class Role(StrEnum):
     clinician = "clinician"
     researcher = "researcher"
     device = "device"
+    interface = "interface"
 
 
 ROLE_SCOPES: Mapping[Role, tuple[Scope, ...]] = MappingProxyType(
@@ -32,6 +33,8 @@ ROLE_SCOPES: Mapping[Role, tuple[Scope, ...]] = MappingProxyType(
         Role.clinician: parse_scopes("user/*.cruds"),
         Role.researcher: parse_scopes("user/*.rs"),
         Role.device: parse_scopes("patient/Observation.c"),
+        # a hospital system's feed (the ADT interface engine): writes Encounters, reads nothing
+        Role.interface: parse_scopes("system/Encounter.c"),
     }
 )
 """The scopes a new user of each role gets unless others are given (read-only mapping)."""

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AdtEvent",
     "Alert",
     "Audit",
     "AuditHead",
@@ -259,6 +260,37 @@ class Alert(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(sa.String(32), sa.ForeignKey("users.id"))
     acknowledged_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+
+
+class AdtEvent(Base):
+    """One accepted ADT event (admission, discharge, transfer) of the hospital twin's census.
+
+    ``message_id`` (HL7 MSH-10, a FHIR Encounter version's event id) makes resubmission a no-op;
+    ``digest`` is a keyed hash (HMAC under the index key) of the content, to tell a resend from a
+    conflicting message without decrypting.  The patient and visit numbers are identifiers: they
+    are AES-GCM ciphertexts bound to the message id.  ``id`` is the order of arrival, the order
+    the census is rebuilt in.
+    """
+
+    __tablename__ = "adt_events"
+
+    id: Mapped[int] = mapped_column(BIGID, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    event_type: Mapped[str] = mapped_column(sa.String(3))
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime | None]
+    patient_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    visit_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    unit: Mapped[str | None] = mapped_column(sa.String(64))
+    bed: Mapped[str | None] = mapped_column(sa.String(64))
+    prior_unit: Mapped[str | None] = mapped_column(sa.String(64))
+    prior_bed: Mapped[str | None] = mapped_column(sa.String(64))
+    patient_class: Mapped[str | None] = mapped_column(sa.String(1))
+    acuity: Mapped[str | None] = mapped_column(sa.String(64))
+    admission_type: Mapped[str | None] = mapped_column(sa.String(64))
+    source: Mapped[str] = mapped_column(sa.String(16))
+    received_at: Mapped[datetime]
 
 
 class Audit(Base):

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from medtwin.errors import ConflictError, DataFormatError, NotFoundError
+from medtwin.hospital._records import ADTEvent
 from medtwin.records import (
     AlertRecord,
     ConditionRecord,
@@ -46,6 +47,7 @@ from medtwin.security import (
     verify_chain,
     verify_password,
 )
+from medtwin.store._adt import adt_difference, adt_event, adt_rows, conflict
 from medtwin.store._engine import WRITE, create_engine, default_url, is_memory, migrate
 from medtwin.store._ingest import (
     IngestResult,
@@ -67,6 +69,7 @@ from medtwin.store._ingest import (
     store_patients,
 )
 from medtwin.store._schema import (
+    AdtEvent,
     Alert,
     Audit,
     AuditHead,
@@ -511,6 +514,68 @@ class Store:
         with self._session(write=True) as s:
             ids, dups = store_observations(s, rows, label="readings")
         return IngestResult(len(ids), dups, tuple(ids))
+
+    # -- ADT events (the hospital twin's census) ------------------------------------------------
+
+    def ingest_adt(self, events: Sequence[ADTEvent], *, source: str = "api") -> IngestResult:
+        """Store ADT events in one transaction: all of them, or none.
+
+        Idempotent by message id: an event stored before with the same content (every field but
+        ``recorded_at``) is a duplicate; with other content ConflictError naming the message and
+        the fields that differ, and nothing of the batch is stored.  ``ids`` of the result are
+        the message ids stored now, in input order.  The patient and visit numbers are stored
+        encrypted.
+
+        >>> from datetime import UTC, datetime
+        >>> from medtwin.hospital import ADTEvent
+        >>> from medtwin.security import Keyring
+        >>> t = datetime(2026, 1, 5, 8, tzinfo=UTC)
+        >>> e = ADTEvent("MSG1", "A04", t, "MRN-1", "V1", unit="ED", patient_class="E")
+        >>> with Store.open("sqlite://", keyring=Keyring.from_bytes(bytes(32))) as store:
+        ...     first, again = store.ingest_adt([e]), store.ingest_adt([e])
+        ...     stored = store.adt_events()
+        >>> (first.accepted, again.duplicates), stored == [e]
+        ((1, 1), True)
+        """
+        events = list(events)
+        rows = adt_rows(events, self._keyring, source=source, now=_now())
+        first: dict[str, int] = {}
+        unique: list[int] = []
+        for i, row in enumerate(rows):
+            j = first.setdefault(row["message_id"], i)
+            if j == i:
+                unique.append(i)
+            elif rows[j]["digest"] != row["digest"]:
+                raise conflict(row["message_id"], adt_difference(events[j], events[i]))
+        t = table(AdtEvent)
+        with self._session(write=True) as s:
+            stmt = insert(s, AdtEvent).on_conflict_do_nothing().returning(t.c.message_id)
+            stored = set(s.scalars(stmt, [rows[i] for i in unique])) if unique else set()
+            skipped = [i for i in unique if rows[i]["message_id"] not in stored]
+            if skipped:
+                ids = [rows[i]["message_id"] for i in skipped]
+                have = {
+                    r.message_id: r for r in s.execute(sa.select(t).where(t.c.message_id.in_(ids)))
+                }
+                for i in skipped:
+                    old = have[rows[i]["message_id"]]
+                    if old.digest != rows[i]["digest"]:
+                        before = adt_event(old, self._cipher)
+                        raise conflict(old.message_id, adt_difference(before, events[i]))
+        accepted = tuple(rows[i]["message_id"] for i in unique if rows[i]["message_id"] in stored)
+        return IngestResult(len(accepted), len(events) - len(accepted), accepted)
+
+    def adt_events(self) -> list[ADTEvent]:
+        """Every stored ADT event, in the order they were accepted (identifiers decrypted)."""
+        t = table(AdtEvent)
+        with self._session() as s:
+            rows = s.execute(sa.select(t).order_by(t.c.id)).yield_per(5000)
+            return [adt_event(r, self._cipher) for r in rows]
+
+    def count_adt_events(self) -> int:
+        """How many ADT events are stored."""
+        with self._session() as s:
+            return int(s.scalar(sa.select(sa.func.count()).select_from(table(AdtEvent))) or 0)
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ page                    what it shows
                         active alerts; live
 ``/patients/{id}``      CGM with the twin's forecast fan, events, risk gauges, alerts (live),
                         what-if comparison of candidate actions
+``/hospital``           the hospital twin: census per unit against beds (live), the forecast
+                        fan chart per unit for 24/48/72 h, what-if scenarios (counts only)
 ``/audit``              the audit log and the state of its hash chain (admins)
 ======================  =====================================================================
 """

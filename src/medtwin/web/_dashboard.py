@@ -117,6 +117,10 @@ def mount_dashboard(app: FastAPI) -> None:
             return PlainTextResponse("no such page", 404, headers=_PAGE_HEADERS)
         return page(request, "dosing")
 
+    @router.api_route("/hospital", methods=_READ)
+    def hospital_page(request: Request) -> Response:
+        return page(request, "hospital")
+
     @router.api_route("/audit", methods=_READ)
     def audit_page(request: Request) -> Response:
         return page(request, "audit")

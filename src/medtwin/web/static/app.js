@@ -206,6 +206,7 @@ export function renderHeader(active) {
   const s = requireSession();
   const header = document.querySelector("header.topbar");
   const links = [["ward", "/ward", "Ward"]];
+  if (["admin", "clinician", "researcher"].includes(s.role)) links.push(["hospital", "/hospital", "Hospital"]);
   if (s.role === "admin") links.push(["audit", "/audit", "Audit log"]);
   header.replaceChildren(
     el("a", { class: "brand", href: "/ward" }, "medtwin"),

@@ -14,8 +14,8 @@ week (m = 168 h) earlier.  Point forecast: the median of the replications; 90% i
 One truth path is a poor yardstick: how far occupancy drifts from one week to the next (the
 naive forecast's error) varies a lot between paths, so ``test_done_when`` uses 24 independent
 truths with 4 origins each (41 h apart), 50 replications per forecast (the 5-95% band of 50 draws
-covers a new draw with probability ~0.88).  Measured (11 min on the 2 busy cores with 2
-workers; about 6 min on an idle machine):
+covers a new draw with probability ~0.88).  Measured (10 min with 2 workers on the 2-core
+machine; the quick tests take about 40 s):
 
 =========================  ======  ======  ======
 horizon                      24 h    48 h    72 h
@@ -48,7 +48,7 @@ TRUTH_SEED = 20240101
 
 @pytest.fixture(scope="module")
 def quick():
-    """3 truths x 3 origins x 30 replications (about 35 s on one core)."""
+    """3 truths x 3 origins x 30 replications (about 40 s on one core)."""
     return backtest(
         EXAMPLE,
         n_truths=3,

@@ -60,10 +60,14 @@ censored) and the distribution of observed stays the fitted model implies (clini
 the wait for a discharge window, by Monte Carlo with a fixed seed), its p-value from the
 Kolmogorov distribution on the number of completed stays: approximate, as parameters are
 estimated and stays censored (Fleming et al. 1980), and with thousands of stays it flags
-departures too small to matter; read the distance.  The wait of a patient ready to transfer
-for a bed in the next unit cannot be seen in ADT and is counted in the stay (the model adds its
-own wait when the next unit is full), so units that transfer into full units are estimated a
-little long.
+departures too small to matter; read the distance.
+
+**The wait for a bed before a transfer** cannot be seen in ADT: a stay that ends in a transfer
+lasts the clinical stay plus the wait for a bed in the next unit, which the model adds itself
+when that unit is full.  With ``transfer_wait="simulate"`` the hospital as first calibrated is
+run (after its warm-up) and its waits' distribution (a share with none, quantiles of the rest)
+enters the likelihood of transfer stays, ``(1 - p) f(L) + p mean_k f(L - w_k)``; the lengths of
+stay are then fitted again.  This assumes the window looks like that hospital's steady state.
 
 **Discharges home by hour of day** (units with discharge windows): the share of each local hour
 is the MLE of the model's discharge-window profile (the clock time of a window is drawn from it,
@@ -71,9 +75,12 @@ so departures follow it exactly), with Goodman intervals.
 
 **Elective and direct admissions** per weekday and stream (a visit's stream is its ``acuity``
 when that names one; else the stream of its unit and kind, elective for HL7 admission types C or
-R), Poisson rates per weekday with Garwood intervals, and the window ``between`` (the first and
-last arrival time, rounded out to quarter hours).  An ADT feed holds only admissions that took
-place: cancelled electives are not in it.
+R), Poisson rates per weekday with Garwood intervals.  An ADT feed holds only admissions that
+took place, when the bed was taken: cancelled electives are not in it, and the arrival window
+``between`` is kept (``report["admission_times"]`` shows the bed times).
+
+**Beds** are not fitted: ``report["occupancy"]`` gives each unit's patients (mean, 95th
+percentile, maximum) against the base hospital's beds, and a note flags a unit the data overfill.
 
 The window of observation is ``[start, end)`` (default: the first and the last event); a stay
 or visit that began before ``start`` only counts for what it shows after it.
